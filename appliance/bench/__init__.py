@@ -1,0 +1,1 @@
+"""`appliance bench`: throughput measured as medians of repeated runs, written as JSON."""

@@ -1,0 +1,88 @@
+"""What every benchmark shares: core pinning, repeated timed runs, medians, JSON, a table."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+@contextlib.contextmanager
+def pinned(cores: set[int]) -> Iterator[None]:
+    """Runs the block with this process pinned to ``cores``; restores the old mask after."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def timed_rate(step: Callable[[], int], seconds: float) -> float:
+    """Calls ``step`` (which returns units of work done) for ``seconds``; returns units/s."""
+    done = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        done += step()
+        now = time.perf_counter()
+        if now >= deadline:
+            return done / (now - start)
+
+
+def progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} runs"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def record(bench: str, name: str, runs: list[float], **extra: Any) -> dict[str, Any]:
+    return {
+        "bench": bench,
+        "name": name,
+        **extra,
+        "steps_per_second": statistics.median(runs),
+        "runs": runs,
+    }
+
+
+def write_json(path: str | None, records: list[dict[str, Any]]) -> None:
+    """Writes the records atomically (temp file + rename)."""
+    if not path:
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(records, indent=2) + "\n")
+    os.replace(tmp, target)
+
+
+def table(title: str, columns: list[str], rows: list[list[str]]) -> Table:
+    out = Table(title=title)
+    for i, column in enumerate(columns):
+        out.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        out.add_row(*row)
+    return out
+
+
+def human(rate: float) -> str:
+    if rate >= 1e6:
+        return f"{rate / 1e6:.2f}M"
+    if rate >= 1e3:
+        return f"{rate / 1e3:.1f}k"
+    return f"{rate:.0f}"

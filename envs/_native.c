@@ -1,0 +1,387 @@
+/* The generic engine: exposes every native env header to Python as one type.
+ * It knows nothing about any env beyond the contract in c/env.h. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "c/env.h"
+#include "c/cartpole.h"
+
+typedef struct {
+    const char *name;
+    const ParamSpec *params;
+    const ExtraSpec *extras;
+    size_t state_size;
+    size_t log_offset;
+    void (*layout)(const double *, Layout *);
+    int (*init)(void *, const Buffers *, char *, size_t);
+    void (*reset)(void *, uint64_t);
+    void (*step)(void *);
+    void (*free)(void *);
+} EnvKind;
+
+#define ENV_KIND(NAME)                                                                       \
+    static int NAME##_init_v(void *e, const Buffers *b, char *err, size_t n) {              \
+        return NAME##_init((NAME *)e, b, err, n);                                            \
+    }                                                                                        \
+    static void NAME##_reset_v(void *e, uint64_t seed) { NAME##_reset((NAME *)e, seed); }   \
+    static void NAME##_step_v(void *e) { NAME##_step((NAME *)e); }                          \
+    static void NAME##_free_v(void *e) { NAME##_free((NAME *)e); }                          \
+    static const EnvKind NAME##_kind = {#NAME, NAME##_PARAMS, NAME##_EXTRAS, sizeof(NAME),  \
+                                        offsetof(NAME, log), NAME##_layout, NAME##_init_v,  \
+                                        NAME##_reset_v, NAME##_step_v, NAME##_free_v};
+
+/* The registry: one line per env. */
+ENV_KIND(cartpole)
+static const EnvKind *KINDS[] = {&cartpole_kind};
+
+#define NUM_KINDS ((int)(sizeof(KINDS) / sizeof(KINDS[0])))
+#define MAX_PARAMS 32
+#define MAX_EXTRAS 8
+
+static int count_params(const EnvKind *k) { int n = 0; while (k->params[n].name) n++; return n; }
+static int count_extras(const EnvKind *k) { int n = 0; while (k->extras[n].name) n++; return n; }
+
+static const EnvKind *find_kind(const char *name) {
+    for (int i = 0; i < NUM_KINDS; i++)
+        if (strcmp(KINDS[i]->name, name) == 0) return KINDS[i];
+    PyErr_Format(PyExc_ValueError, "unknown native env '%s'", name);
+    return NULL;
+}
+
+/* Parses and range-checks a params sequence in the kind's order. */
+static int read_params(const EnvKind *k, PyObject *seq, double *out) {
+    int n = count_params(k);
+    PyObject *fast = PySequence_Fast(seq, "params must be a sequence of numbers");
+    if (!fast) return -1;
+    if (PySequence_Fast_GET_SIZE(fast) != n) {
+        PyErr_Format(PyExc_ValueError, "%s takes %d params, got %zd", k->name, n,
+                     PySequence_Fast_GET_SIZE(fast));
+        Py_DECREF(fast);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        const ParamSpec *p = &k->params[i];
+        double v = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(fast, i));
+        if (v == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "%s: parameter '%s' must be a number", k->name, p->name);
+            Py_DECREF(fast);
+            return -1;
+        }
+        if (!(v >= p->min && v <= p->max) || (p->integer && v != (double)(long long)v)) {
+            PyObject *got = PyFloat_FromDouble(v);
+            PyErr_Format(PyExc_ValueError, "%s: parameter '%s' must be %s in [%g, %g], got %R",
+                         k->name, p->name, p->integer ? "a whole number" : "a number", p->min,
+                         p->max, got);
+            Py_XDECREF(got);
+            Py_DECREF(fast);
+            return -1;
+        }
+        out[i] = v;
+    }
+    Py_DECREF(fast);
+    return 0;
+}
+
+static PyObject *layout_dict(const Layout *L) {
+    PyObject *shape = PyTuple_New(L->obs_ndim);
+    if (!shape) return NULL;
+    for (int i = 0; i < L->obs_ndim; i++)
+        PyTuple_SET_ITEM(shape, i, PyLong_FromLong(L->obs_shape[i]));
+    char dtype[2] = {L->obs_dtype, 0};
+    return Py_BuildValue("{s:i,s:N,s:s,s:d,s:d,s:i}", "agents_per_env", L->agents_per_env,
+                         "obs_shape", shape, "obs_dtype", dtype, "obs_low", L->obs_low,
+                         "obs_high", L->obs_high, "num_actions", L->num_actions);
+}
+
+/* ------------------------------------------------------------------ Env type */
+
+typedef struct {
+    PyObject_HEAD
+    const EnvKind *kind;
+    void *state;
+    int ready;
+    int num_envs, num_agents;
+    Layout layout;
+    double params[MAX_PARAMS];
+    Py_buffer views[7];   /* obs, actions, rewards, terminals, truncations, masks, final obs */
+    int nviews;
+    Py_buffer extras[MAX_EXTRAS];
+    int nextras;
+    void *extra_ptrs[MAX_EXTRAS];
+} EnvObject;
+
+static void Env_release(EnvObject *self) {
+    if (self->ready) self->kind->free(self->state);
+    self->ready = 0;
+    PyMem_Free(self->state);
+    self->state = NULL;
+    for (int i = 0; i < self->nviews; i++) PyBuffer_Release(&self->views[i]);
+    for (int i = 0; i < self->nextras; i++) PyBuffer_Release(&self->extras[i]);
+    self->nviews = self->nextras = 0;
+}
+
+static void Env_dealloc(EnvObject *self) {
+    Env_release(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int get_view(PyObject *obj, Py_buffer *view, const char *what, Py_ssize_t nbytes) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "buffer '%s' must be a writable C-contiguous array", what);
+        return -1;
+    }
+    if (view->len != nbytes) {
+        PyErr_Format(PyExc_ValueError, "buffer '%s' has %zd bytes, expected %zd", what, view->len,
+                     nbytes);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static Py_ssize_t typecode_size(char c) {
+    switch (c) {
+        case 'd': return 8;
+        case 'f': case 'i': return 4;
+        case 'b': case 'B': return 1;
+    }
+    return 0;
+}
+
+static int Env_init(EnvObject *self, PyObject *args, PyObject *kw) {
+    static char *names[] = {"name", "num_envs", "params", "observations", "actions", "rewards",
+                            "terminals", "truncations", "masks", "final_observations", "extras",
+                            NULL};
+    const char *name;
+    int num_envs;
+    PyObject *params, *bufs[7], *extras;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "siOOOOOOOOO", names, &name, &num_envs, &params,
+                                     &bufs[0], &bufs[1], &bufs[2], &bufs[3], &bufs[4], &bufs[5],
+                                     &bufs[6], &extras))
+        return -1;
+    Env_release(self);
+    const EnvKind *k = find_kind(name);
+    if (!k) return -1;
+    if (num_envs < 1) {
+        PyErr_Format(PyExc_ValueError, "%s: parameter 'num_envs' must be >= 1, got %d", name,
+                     num_envs);
+        return -1;
+    }
+    if (count_params(k) > MAX_PARAMS || count_extras(k) > MAX_EXTRAS) {
+        PyErr_Format(PyExc_RuntimeError, "%s declares too many params or extras", name);
+        return -1;
+    }
+    if (read_params(k, params, self->params) < 0) return -1;
+    self->kind = k;
+    k->layout(self->params, &self->layout);
+    const Layout *L = &self->layout;
+    long long agents = (long long)num_envs * L->agents_per_env;
+    if (L->agents_per_env < 1 || agents > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "%s: num_envs=%d gives an invalid agent count", name,
+                     num_envs);
+        return -1;
+    }
+    self->num_envs = num_envs;
+    self->num_agents = (int)agents;
+    Py_ssize_t obs_elems = 1;
+    for (int i = 0; i < L->obs_ndim; i++) obs_elems *= L->obs_shape[i];
+    const char *what[7] = {"observations", "actions", "rewards", "terminals", "truncations",
+                           "masks", "final_observations"};
+    Py_ssize_t obs_bytes = agents * obs_elems * typecode_size(L->obs_dtype);
+    Py_ssize_t sizes[7] = {obs_bytes, agents * 4, agents * 4, agents, agents, agents, obs_bytes};
+    for (int i = 0; i < 7; i++) {
+        if (get_view(bufs[i], &self->views[i], what[i], sizes[i]) < 0) return -1;
+        self->nviews = i + 1;
+    }
+    int nx = count_extras(k);
+    PyObject *xfast = PySequence_Fast(extras, "extras must be a sequence of arrays");
+    if (!xfast) return -1;
+    if (PySequence_Fast_GET_SIZE(xfast) != nx || nx > MAX_EXTRAS) {
+        PyErr_Format(PyExc_ValueError, "%s takes %d extra buffers, got %zd", name, nx,
+                     PySequence_Fast_GET_SIZE(xfast));
+        Py_DECREF(xfast);
+        return -1;
+    }
+    for (int i = 0; i < nx; i++) {
+        const ExtraSpec *x = &k->extras[i];
+        if (get_view(PySequence_Fast_GET_ITEM(xfast, i), &self->extras[i], x->name,
+                     agents * x->per_agent * typecode_size(x->dtype)) < 0) {
+            Py_DECREF(xfast);
+            return -1;
+        }
+        self->nextras = i + 1;
+        self->extra_ptrs[i] = self->extras[i].buf;
+    }
+    Py_DECREF(xfast);
+
+    self->state = PyMem_Calloc(1, k->state_size);
+    if (!self->state) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Buffers b = {num_envs, self->num_agents, self->params, self->views[0].buf,
+                 (const int32_t *)self->views[1].buf, (float *)self->views[2].buf,
+                 (uint8_t *)self->views[3].buf, (uint8_t *)self->views[4].buf,
+                 (uint8_t *)self->views[5].buf, self->views[6].buf, self->extra_ptrs};
+    char err[512] = {0};
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = k->init(self->state, &b, err, sizeof(err));
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        PyErr_SetString(PyExc_ValueError, err[0] ? err : "env init failed");
+        return -1;
+    }
+    self->ready = 1;
+    return 0;
+}
+
+static int check_ready(EnvObject *self) {
+    if (!self->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "env is closed or was never initialized");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *Env_reset(EnvObject *self, PyObject *arg) {
+    if (check_ready(self) < 0) return NULL;
+    unsigned long long seed = PyLong_AsUnsignedLongLongMask(arg);
+    if (PyErr_Occurred()) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    self->kind->reset(self->state, (uint64_t)seed);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *Env_step(EnvObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (check_ready(self) < 0) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    self->kind->step(self->state);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* Steps n times with the actions as they are: the benchmark's inner loop. */
+static PyObject *Env_step_n(EnvObject *self, PyObject *arg) {
+    if (check_ready(self) < 0) return NULL;
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    Py_BEGIN_ALLOW_THREADS
+    for (long i = 0; i < n; i++) self->kind->step(self->state);
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* Returns the episode sums since the last call and clears them. */
+static PyObject *Env_take_log(EnvObject *self, PyObject *Py_UNUSED(ignored)) {
+    if (check_ready(self) < 0) return NULL;
+    Log *log = (Log *)((char *)self->state + self->kind->log_offset);
+    PyObject *d = Py_BuildValue("{s:d,s:d,s:d,s:d}", "episodes", log->episodes, "episode_return",
+                                log->episode_return, "episode_length", log->episode_length,
+                                "score", log->score);
+    memset(log, 0, sizeof(Log));
+    return d;
+}
+
+static PyObject *Env_close(EnvObject *self, PyObject *Py_UNUSED(ignored)) {
+    Env_release(self);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Env_methods[] = {
+    {"reset", (PyCFunction)Env_reset, METH_O, "reset(seed): reseed every instance and reset it"},
+    {"step", (PyCFunction)Env_step, METH_NOARGS, "step(): step every instance (GIL released)"},
+    {"step_n", (PyCFunction)Env_step_n, METH_O, "step_n(n): n steps with fixed actions"},
+    {"take_log", (PyCFunction)Env_take_log, METH_NOARGS, "episode sums since the last call"},
+    {"close", (PyCFunction)Env_close, METH_NOARGS, "free native memory and release buffers"},
+    {NULL},
+};
+
+static PyTypeObject EnvType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "envs._native.Env",
+    .tp_basicsize = sizeof(EnvObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A vector of native env instances stepping into caller-owned buffers.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Env_init,
+    .tp_dealloc = (destructor)Env_dealloc,
+    .tp_methods = Env_methods,
+};
+
+/* ------------------------------------------------------------------ module */
+
+static PyObject *mod_kinds(PyObject *m, PyObject *Py_UNUSED(ignored)) {
+    PyObject *out = PyDict_New();
+    if (!out) return NULL;
+    for (int i = 0; i < NUM_KINDS; i++) {
+        const EnvKind *k = KINDS[i];
+        int np = count_params(k), nx = count_extras(k);
+        PyObject *params = PyList_New(np), *extras = PyList_New(nx);
+        if (!params || !extras) goto fail_lists;
+        for (int j = 0; j < np; j++) {
+            const ParamSpec *p = &k->params[j];
+            PyList_SET_ITEM(params, j, Py_BuildValue("(sdddOs)", p->name, p->value, p->min, p->max,
+                                                     p->integer ? Py_True : Py_False, p->doc));
+        }
+        for (int j = 0; j < nx; j++) {
+            const ExtraSpec *x = &k->extras[j];
+            char dt[2] = {x->dtype, 0};
+            PyList_SET_ITEM(extras, j, Py_BuildValue("(ssi)", x->name, dt, x->per_agent));
+        }
+        PyObject *entry = Py_BuildValue("{s:N,s:N}", "params", params, "extras", extras);
+        if (!entry || PyDict_SetItemString(out, k->name, entry) < 0) {
+            Py_XDECREF(entry);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(entry);
+        continue;
+    fail_lists:
+        Py_XDECREF(params);
+        Py_XDECREF(extras);
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+static PyObject *mod_layout(PyObject *m, PyObject *args) {
+    const char *name;
+    PyObject *params;
+    double values[MAX_PARAMS];
+    if (!PyArg_ParseTuple(args, "sO", &name, &params)) return NULL;
+    const EnvKind *k = find_kind(name);
+    if (!k) return NULL;
+    if (count_params(k) > MAX_PARAMS) return PyErr_Format(PyExc_RuntimeError, "too many params");
+    if (read_params(k, params, values) < 0) return NULL;
+    Layout L;
+    memset(&L, 0, sizeof(L));
+    k->layout(values, &L);
+    return layout_dict(&L);
+}
+
+static PyMethodDef module_methods[] = {
+    {"kinds", mod_kinds, METH_NOARGS, "every native env with its params and extra buffers"},
+    {"layout", mod_layout, METH_VARARGS, "layout(name, params): agents per env and spaces"},
+    {NULL},
+};
+
+static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "envs._native",
+                                       "Native C environments.", -1, module_methods};
+
+PyMODINIT_FUNC PyInit__native(void) {
+    if (PyType_Ready(&EnvType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (!m) return NULL;
+    Py_INCREF(&EnvType);
+    if (PyModule_AddObject(m, "Env", (PyObject *)&EnvType) < 0) {
+        Py_DECREF(&EnvType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

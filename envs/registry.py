@@ -1,0 +1,32 @@
+"""Every env the appliance can make, by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .native import KINDS, NativeEnv
+
+# Named parameter sets: make("snake", preset="large").
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {}
+
+
+def names() -> list[str]:
+    """Names accepted by :func:`make`."""
+    return sorted(KINDS)
+
+
+def make(name: str, num_envs: int = 1, seed: int = 0, preset: str | None = None, **params: Any) -> NativeEnv:
+    """Builds ``num_envs`` instances of env ``name`` stepping into fresh (or given) buffers.
+
+    ``buffers=`` hands in caller-owned arrays (e.g. shared memory); see
+    :func:`envs.native.buffer_spec` for their shapes and dtypes.
+    """
+    if name not in KINDS:
+        raise ValueError(f"unknown env '{name}' (known: {', '.join(names())})")
+    if preset is not None:
+        presets = PRESETS.get(name, {})
+        if preset not in presets:
+            known = ", ".join(sorted(presets)) or "none"
+            raise ValueError(f"{name}: unknown preset '{preset}' (known: {known})")
+        params = {**presets[preset], **params}
+    return NativeEnv(name, num_envs=num_envs, seed=seed, **params)

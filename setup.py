@@ -1,0 +1,26 @@
+"""Builds the native env engine; everything else is declared in pyproject.toml."""
+
+import os
+
+from setuptools import Extension, setup
+
+# APPLIANCE_SANITIZE=1 builds the envs with AddressSanitizer and UBSan (CI uses it).
+sanitize = os.environ.get("APPLIANCE_SANITIZE") == "1"
+flags = ["-O3", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
+link = []
+if sanitize:
+    flags = ["-O1", "-g", "-std=c99", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+             "-fno-sanitize-recover=undefined"]
+    link = ["-fsanitize=address,undefined"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "envs._native",
+            sources=["envs/_native.c"],
+            depends=[os.path.join("envs", "c", f) for f in sorted(os.listdir(os.path.join("envs", "c")))],
+            extra_compile_args=flags,
+            extra_link_args=link,
+        )
+    ]
+)
