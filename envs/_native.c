@@ -36,7 +36,6 @@ static const EnvKind *KINDS[] = {&cartpole_kind};
 
 #define NUM_KINDS ((int)(sizeof(KINDS) / sizeof(KINDS[0])))
 #define MAX_PARAMS 32
-#define MAX_EXTRAS 8
 
 static int count_params(const EnvKind *k) { int n = 0; while (k->params[n].name) n++; return n; }
 static int count_extras(const EnvKind *k) { int n = 0; while (k->extras[n].name) n++; return n; }
@@ -88,10 +87,18 @@ static PyObject *layout_dict(const Layout *L) {
     if (!shape) return NULL;
     for (int i = 0; i < L->obs_ndim; i++)
         PyTuple_SET_ITEM(shape, i, PyLong_FromLong(L->obs_shape[i]));
+    PyObject *extra = PyTuple_New(MAX_EXTRAS);
+    if (!extra) {
+        Py_DECREF(shape);
+        return NULL;
+    }
+    for (int i = 0; i < MAX_EXTRAS; i++)
+        PyTuple_SET_ITEM(extra, i, PyLong_FromLongLong(L->extra_elems[i]));
     char dtype[2] = {L->obs_dtype, 0};
-    return Py_BuildValue("{s:i,s:N,s:s,s:d,s:d,s:i}", "agents_per_env", L->agents_per_env,
+    return Py_BuildValue("{s:i,s:N,s:s,s:d,s:d,s:i,s:N}", "agents_per_env", L->agents_per_env,
                          "obs_shape", shape, "obs_dtype", dtype, "obs_low", L->obs_low,
-                         "obs_high", L->obs_high, "num_actions", L->num_actions);
+                         "obs_high", L->obs_high, "num_actions", L->num_actions, "extra_elems",
+                         extra);
 }
 
 /* ------------------------------------------------------------------ Env type */
@@ -175,6 +182,7 @@ static int Env_init(EnvObject *self, PyObject *args, PyObject *kw) {
     }
     if (read_params(k, params, self->params) < 0) return -1;
     self->kind = k;
+    memset(&self->layout, 0, sizeof(Layout));
     k->layout(self->params, &self->layout);
     const Layout *L = &self->layout;
     long long agents = (long long)num_envs * L->agents_per_env;
@@ -207,7 +215,7 @@ static int Env_init(EnvObject *self, PyObject *args, PyObject *kw) {
     for (int i = 0; i < nx; i++) {
         const ExtraSpec *x = &k->extras[i];
         if (get_view(PySequence_Fast_GET_ITEM(xfast, i), &self->extras[i], x->name,
-                     agents * x->per_agent * typecode_size(x->dtype)) < 0) {
+                     (Py_ssize_t)num_envs * L->extra_elems[i] * typecode_size(x->dtype)) < 0) {
             Py_DECREF(xfast);
             return -1;
         }
@@ -330,7 +338,7 @@ static PyObject *mod_kinds(PyObject *m, PyObject *Py_UNUSED(ignored)) {
         for (int j = 0; j < nx; j++) {
             const ExtraSpec *x = &k->extras[j];
             char dt[2] = {x->dtype, 0};
-            PyList_SET_ITEM(extras, j, Py_BuildValue("(ssi)", x->name, dt, x->per_agent));
+            PyList_SET_ITEM(extras, j, Py_BuildValue("(ss)", x->name, dt));
         }
         PyObject *entry = Py_BuildValue("{s:N,s:N}", "params", params, "extras", extras);
         if (!entry || PyDict_SetItemString(out, k->name, entry) < 0) {

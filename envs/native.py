@@ -57,8 +57,8 @@ def buffer_spec(name: str, num_envs: int, **params: Any) -> dict[str, tuple[tupl
         "masks": ((agents,), np.dtype(np.bool_)),
     }
     spec["final_observations"] = spec["observations"]
-    for extra, code, per_agent in KINDS[name]["extras"]:
-        spec[extra] = ((agents, per_agent), np.dtype(_DTYPES[code]))
+    for (extra, code), elems in zip(KINDS[name]["extras"], layout["extra_elems"]):
+        spec[extra] = ((int(num_envs), elems), np.dtype(_DTYPES[code]))
     return spec
 
 

@@ -26,7 +26,7 @@ static const ParamSpec cartpole_PARAMS[] = {
     {0},
 };
 static const ExtraSpec cartpole_EXTRAS[] = {
-    {"state", 'd', 4},
+    {"state", 'd'},
     {0},
 };
 
@@ -53,6 +53,7 @@ static void cartpole_layout(const double *p, Layout *L) {
     L->obs_low = -INFINITY;
     L->obs_high = INFINITY;
     L->num_actions = 2;
+    L->extra_elems[0] = 4;
 }
 
 static void cartpole_free(cartpole *e) {

@@ -2,8 +2,9 @@
  *
  * An env is one header (envs/c/NAME.h) that defines, with NAME's prefix:
  *   NAME_PARAMS[]      ParamSpec table, ended by {0}: the only knobs Python can pass
- *   NAME_EXTRAS[]      ExtraSpec table, ended by {0}: extra per-agent arrays the
- *                      caller allocates (exposed to Python by name)
+ *   NAME_EXTRAS[]      ExtraSpec table, ended by {0}: extra arrays the caller
+ *                      allocates, exposed to Python by name with shape
+ *                      (num_envs, Layout.extra_elems[k]) (e.g. state, maps)
  *   typedef ... NAME;  the state struct, with a `Log log` member
  *   NAME_layout(p, L)  agents per env instance and the observation/action spaces
  *   NAME_init(e, b, err, n)  validate, obtain all memory; 0 on success
@@ -41,10 +42,10 @@ typedef struct {
 typedef struct {
     const char *name;
     char dtype;     /* numpy typecode: 'd' float64, 'f' float32, 'i' int32, 'b' int8, 'B' uint8 */
-    int per_agent;  /* elements per agent */
 } ExtraSpec;
 
 #define MAX_OBS_DIMS 3
+#define MAX_EXTRAS 8
 
 typedef struct {
     int agents_per_env;
@@ -53,6 +54,7 @@ typedef struct {
     char obs_dtype;       /* numpy typecode */
     double obs_low, obs_high;
     int num_actions;      /* Discrete(num_actions); actions are int32 */
+    long long extra_elems[MAX_EXTRAS]; /* elements per env instance of each extra */
 } Layout;
 
 /* Caller-owned buffers (numpy arrays, possibly in shared memory). */
