@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rich.console import Console
@@ -22,6 +23,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _env_default(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appliance",
@@ -32,20 +37,36 @@ def build_parser() -> argparse.ArgumentParser:
     envs_cmd = commands.add_parser("envs", help="list the environments and their spaces")
     envs_cmd.set_defaults(func=cmd_envs)
 
+    health = commands.add_parser(
+        "health", help="exit 0 if this machine's rank 0 serves /metrics (the image's HEALTHCHECK)"
+    )
+    health.add_argument("--host", default="127.0.0.1", help="address to query (default 127.0.0.1)")
+    health.add_argument(
+        "--port", type=int, default=int(_env_default("APPLIANCE_METRICS_PORT", "9100")),
+        help="metrics port (default $APPLIANCE_METRICS_PORT or 9100)",
+    )
+    health.add_argument("--timeout", type=_positive_float, default=5.0, help="seconds to wait (default 5)")
+    health.set_defaults(func=cmd_health)
+
     bench = commands.add_parser("bench", help="measure throughput (medians, JSON output)")
     targets = bench.add_subparsers(dest="target", metavar="TARGET", required=True)
     bench_envs = targets.add_parser("envs", help="raw native env step throughput on one pinned core")
     bench_envs.add_argument("--env", help="one env (default: every native env)")
     bench_envs.add_argument("--seconds", type=_positive_float, default=1.0, help="seconds per run (default 1)")
-    bench_envs.add_argument("--runs", type=_positive_int, default=5, help="runs per env; the median is reported (default 5)")
+    bench_envs.add_argument("--runs", type=_positive_int, default=5, help="runs per env, median reported (default 5)")
     bench_envs.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
     bench_envs.set_defaults(func=cmd_bench_envs)
+    report = targets.add_parser("report", help="render bench JSON files as a markdown table")
+    report.add_argument("json", nargs="+", metavar="JSON", help="files written by `appliance bench ... --json`")
+    report.add_argument("--update", metavar="README", help="rewrite the table between the README's bench markers")
+    report.set_defaults(func=cmd_bench_report)
     return parser
 
 
 def cmd_envs(args: argparse.Namespace, console: Console) -> int:
-    import envs
     from rich.table import Table
+
+    import envs
 
     out = Table(title="environments")
     for column in ("name", "observation space", "action space", "agents per env"):
@@ -58,6 +79,13 @@ def cmd_envs(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace, console: Console) -> int:
+    from .health import check
+
+    console.print(check(args.host, args.port, args.timeout), highlight=False)
+    return 0
+
+
 def cmd_bench_envs(args: argparse.Namespace, console: Console) -> int:
     import envs
 
@@ -66,6 +94,21 @@ def cmd_bench_envs(args: argparse.Namespace, console: Console) -> int:
     if args.env is not None and args.env not in envs.names():
         raise ValueError(f"unknown env '{args.env}' (known: {', '.join(envs.names())})")
     bench_envs.run(args.env, args.seconds, args.runs, args.json, console)
+    return 0
+
+
+def cmd_bench_report(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from .bench import report
+
+    table = report.markdown(report.load(args.json))
+    if args.update:
+        path = Path(args.update)
+        path.write_text(report.update(path.read_text(), table))
+        console.print(f"updated the benchmark table in {path}")
+    else:
+        sys.stdout.write(table)
     return 0
 
 
