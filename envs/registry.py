@@ -7,7 +7,14 @@ from typing import Any
 from .native import KINDS, NativeEnv
 
 # Named parameter sets: make("snake", preset="large").
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {}
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "grid": {
+        "rooms": {"width": 16, "height": 16, "agents": 4, "goals": 1, "maze": 0, "room_size": 4},
+        "maze": {"width": 15, "height": 15, "agents": 4, "goals": 1, "maze": 1, "max_steps": 512},
+        "large": {"width": 64, "height": 64, "agents": 32, "goals": 4, "maze": 0, "room_size": 7,
+                  "max_steps": 1024},
+    },
+}
 
 
 def names() -> list[str]:

@@ -15,6 +15,7 @@ from .common import human, pinned, progress, record, table, timed_rate, write_js
 # Batch layouts large enough that one Python call per batch is noise.
 LAYOUTS: dict[str, dict[str, Any]] = {
     "cartpole": {"num_envs": 4096},
+    "grid": {"num_envs": 1024},  # 4 agents per map: 4096 agents
 }
 ACTION_BATCHES = 64
 
