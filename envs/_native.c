@@ -5,6 +5,7 @@
 
 #include "c/env.h"
 #include "c/cartpole.h"
+#include "c/snake.h"
 
 typedef struct {
     const char *name;
@@ -32,7 +33,8 @@ typedef struct {
 
 /* The registry: one line per env. */
 ENV_KIND(cartpole)
-static const EnvKind *KINDS[] = {&cartpole_kind};
+ENV_KIND(snake)
+static const EnvKind *KINDS[] = {&cartpole_kind, &snake_kind};
 
 #define NUM_KINDS ((int)(sizeof(KINDS) / sizeof(KINDS[0])))
 #define MAX_PARAMS 32
