@@ -15,6 +15,8 @@ from .common import human, pinned, progress, record, table, timed_rate, write_js
 # Batch layouts large enough that one Python call per batch is noise.
 LAYOUTS: dict[str, dict[str, Any]] = {
     "cartpole": {"num_envs": 4096},
+    # 1024 small maps x 4 snakes = 4096 agents.
+    "snake": {"num_envs": 1024, "preset": "small"},
 }
 ACTION_BATCHES = 64
 
