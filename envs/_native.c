@@ -6,6 +6,7 @@
 #include "c/env.h"
 #include "c/cartpole.h"
 #include "c/grid.h"
+#include "c/snake.h"
 
 typedef struct {
     const char *name;
@@ -34,7 +35,8 @@ typedef struct {
 /* The registry: one line per env. */
 ENV_KIND(cartpole)
 ENV_KIND(grid)
-static const EnvKind *KINDS[] = {&cartpole_kind, &grid_kind};
+ENV_KIND(snake)
+static const EnvKind *KINDS[] = {&cartpole_kind, &grid_kind, &snake_kind};
 
 #define NUM_KINDS ((int)(sizeof(KINDS) / sizeof(KINDS[0])))
 #define MAX_PARAMS 32

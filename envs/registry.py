@@ -14,6 +14,14 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "large": {"width": 64, "height": 64, "agents": 32, "goals": 4, "maze": 0, "room_size": 7,
                   "max_steps": 1024},
     },
+    "snake": {
+        # Many small maps with a few snakes each: use num_envs in the hundreds or thousands.
+        "small": {"width": 16, "height": 16, "snakes": 4, "food": 8, "max_length": 64},
+        # Mid-size maps, crowded: num_envs in the tens.
+        "medium": {"width": 64, "height": 64, "snakes": 64, "food": 128, "max_length": 256},
+        # One big shared map with 4096 snakes: meant for num_envs=1.
+        "large": {"width": 512, "height": 512, "snakes": 4096, "food": 4096, "max_length": 256},
+    },
 }
 
 

@@ -16,6 +16,8 @@ from .common import human, pinned, progress, record, table, timed_rate, write_js
 LAYOUTS: dict[str, dict[str, Any]] = {
     "cartpole": {"num_envs": 4096},
     "grid": {"num_envs": 1024},  # 4 agents per map: 4096 agents
+    # 1024 small maps x 4 snakes = 4096 agents.
+    "snake": {"num_envs": 1024, "preset": "small"},
 }
 ACTION_BATCHES = 64
 
