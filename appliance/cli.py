@@ -36,23 +36,30 @@ def build_parser() -> argparse.ArgumentParser:
     targets = bench.add_subparsers(dest="target", metavar="TARGET", required=True)
     bench_envs = targets.add_parser("envs", help="raw native env step throughput on one pinned core")
     bench_envs.add_argument("--env", help="one env (default: every native env)")
-    bench_envs.add_argument("--seconds", type=_positive_float, default=1.0, help="seconds per run (default 1)")
-    bench_envs.add_argument("--runs", type=_positive_int, default=5, help="runs per env; the median is reported (default 5)")
+    bench_envs.add_argument(
+        "--seconds", type=_positive_float, default=1.0, help="seconds per run (default 1)"
+    )
+    bench_envs.add_argument(
+        "--runs", type=_positive_int, default=5, help="runs per env; the median is reported (default 5)"
+    )
     bench_envs.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
     bench_envs.set_defaults(func=cmd_bench_envs)
     return parser
 
 
 def cmd_envs(args: argparse.Namespace, console: Console) -> int:
-    import envs
     from rich.table import Table
+
+    import envs
 
     out = Table(title="environments")
     for column in ("name", "observation space", "action space", "agents per env"):
         out.add_column(column)
     for name in envs.names():
         env = envs.make(name, num_envs=1)
-        out.add_row(name, str(env.single_observation_space), str(env.single_action_space), str(env.num_agents))
+        out.add_row(
+            name, str(env.single_observation_space), str(env.single_action_space), str(env.num_agents)
+        )
         env.close()
     console.print(out)
     return 0

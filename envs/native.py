@@ -57,7 +57,7 @@ def buffer_spec(name: str, num_envs: int, **params: Any) -> dict[str, tuple[tupl
         "masks": ((agents,), np.dtype(np.bool_)),
     }
     spec["final_observations"] = spec["observations"]
-    for (extra, code), elems in zip(KINDS[name]["extras"], layout["extra_elems"]):
+    for (extra, code), elems in zip(KINDS[name]["extras"], layout["extra_elems"], strict=False):
         spec[extra] = ((int(num_envs), elems), np.dtype(_DTYPES[code]))
     return spec
 
@@ -83,7 +83,7 @@ class NativeEnv:
         spec = buffer_spec(name, num_envs, **params)
         self.name = name
         self.num_envs = int(num_envs)
-        self.params = dict(zip(param_defaults(name), resolve_params(name, params)))
+        self.params = dict(zip(param_defaults(name), resolve_params(name, params), strict=True))
         layout = _native.layout(name, list(self.params.values()))
         self.agents_per_env = layout["agents_per_env"]
         self.num_agents = self.num_envs * self.agents_per_env

@@ -33,7 +33,8 @@ def random_actions(env: envs.NativeEnv, rng: np.random.Generator, out_of_range: 
     actions = rng.integers(0, env.single_action_space.n, size=env.actions.shape, dtype=np.int32)
     if out_of_range:
         wild = rng.random(env.actions.shape) < out_of_range
-        actions[wild] = rng.integers(INT32.min, INT32.max, size=int(wild.sum()), endpoint=True, dtype=np.int32)
+        count = int(wild.sum())
+        actions[wild] = rng.integers(INT32.min, INT32.max, size=count, endpoint=True, dtype=np.int32)
     return actions
 
 
@@ -51,7 +52,7 @@ def trajectory(env: envs.NativeEnv, steps: int, action_seed: int) -> list[bytes]
 
 
 def first_difference(a: list[bytes], b: list[bytes]) -> int | None:
-    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y), None)
 
 
 def check_buffers(env: envs.NativeEnv) -> None:
@@ -306,7 +307,8 @@ def test_bad_buffers(name: str) -> None:
     for key, (shape, dtype) in spec.items():
         wrong_dtype = np.float64 if dtype != np.float64 else np.float32
         _raises_naming(key, envs.make, name, num_envs=2, buffers={key: np.zeros(shape, wrong_dtype)})
-        _raises_naming(key, envs.make, name, num_envs=2, buffers={key: np.zeros((shape[0] + 1, *shape[1:]), dtype)})
+        longer = np.zeros((shape[0] + 1, *shape[1:]), dtype)
+        _raises_naming(key, envs.make, name, num_envs=2, buffers={key: longer})
         _raises_naming(key, envs.make, name, num_envs=2, buffers={key: np.zeros((1, *shape), dtype)})
         strided = np.zeros((shape[0] * 2, *shape[1:]), dtype)[::2]
         _raises_naming(key, envs.make, name, num_envs=2, buffers={key: strided})
