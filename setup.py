@@ -9,7 +9,8 @@ sanitize = os.environ.get("APPLIANCE_SANITIZE") == "1"
 flags = ["-O3", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
 link = []
 if sanitize:
-    flags = ["-O1", "-g", "-std=c99", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+    # -fno-wrapv undoes Python's -fwrapv so UBSan can see signed overflow.
+    flags = ["-O1", "-g", "-std=c99", "-fno-omit-frame-pointer", "-fno-wrapv", "-fsanitize=address,undefined",
              "-fno-sanitize-recover=undefined"]
     link = ["-fsanitize=address,undefined"]
 

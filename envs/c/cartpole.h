@@ -2,7 +2,9 @@
  * distribution, reward and time limit of Gymnasium's CartPole-v1 (Euler
  * integration, reward 1 on every step including the failing one, truncation
  * after max_steps). The physical state lives in the caller-owned float64
- * extra array `state` (num_envs, 4), so tests can set it directly.
+ * extra array `state` (num_envs, 4) and the steps taken in the current
+ * episode in the int32 extra `steps` (num_envs, 1), so tests can set both
+ * directly (e.g. to reach the time limit from a chosen state).
  */
 #ifndef APPLIANCE_CARTPOLE_H
 #define APPLIANCE_CARTPOLE_H
@@ -27,6 +29,7 @@ static const ParamSpec cartpole_PARAMS[] = {
 };
 static const ExtraSpec cartpole_EXTRAS[] = {
     {"state", 'd'},
+    {"steps", 'i'},
     {0},
 };
 
@@ -39,7 +42,7 @@ typedef struct {
     const int32_t *actions;
     float *rewards;
     uint8_t *terminals, *truncations, *masks;
-    int32_t *steps;   /* steps taken in the current episode */
+    int32_t *steps;   /* (n, 1): steps taken in the current episode */
     Rng *rng;
     Log log;
 } cartpole;
@@ -54,12 +57,11 @@ static void cartpole_layout(const double *p, Layout *L) {
     L->obs_high = INFINITY;
     L->num_actions = 2;
     L->extra_elems[0] = 4;
+    L->extra_elems[1] = 1;
 }
 
 static void cartpole_free(cartpole *e) {
-    free(e->steps);
     free(e->rng);
-    e->steps = NULL;
     e->rng = NULL;
 }
 
@@ -74,9 +76,9 @@ static int cartpole_init(cartpole *e, const Buffers *b, char *err, size_t n) {
     e->truncations = b->truncations;
     e->masks = b->masks;
     e->final_obs = (float *)b->final_observations;
-    e->steps = (int32_t *)calloc((size_t)e->n, sizeof(int32_t));
+    e->steps = (int32_t *)b->extras[1];
     e->rng = (Rng *)calloc((size_t)e->n, sizeof(Rng));
-    if (!e->steps || !e->rng) {
+    if (!e->rng) {
         cartpole_free(e);
         return ENV_ERR(err, n, "cartpole: out of memory for num_envs=%d", e->n);
     }
@@ -128,7 +130,9 @@ static void cartpole_step(cartpole *e) {
         theta_dot = theta_dot + CP_TAU * thetaacc;
         s[0] = x; s[1] = x_dot; s[2] = theta; s[3] = theta_dot;
 
-        int steps = ++e->steps[i];
+        /* `steps` is caller-writable: saturate so any int32 in it stays defined. */
+        int32_t steps = e->steps[i] < e->max_steps ? e->steps[i] + 1 : e->max_steps;
+        e->steps[i] = steps;
         uint8_t term = x < -CP_X_THRESHOLD || x > CP_X_THRESHOLD ||
                        theta < -CP_THETA_THRESHOLD || theta > CP_THETA_THRESHOLD;
         /* As Gymnasium's TimeLimit: truncated at the limit even if also terminated;
