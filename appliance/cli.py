@@ -40,6 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench_envs.add_argument("--runs", type=_positive_int, default=5, help="runs per env; the median is reported (default 5)")
     bench_envs.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
     bench_envs.set_defaults(func=cmd_bench_envs)
+
+    dashboard = commands.add_parser("dashboard", help="the Grafana dashboard: export its JSON or push it")
+    actions = dashboard.add_subparsers(dest="action", metavar="ACTION", required=True)
+    export = actions.add_parser("export", help="write the dashboard JSON to PATH (stdout without PATH)")
+    export.add_argument("path", nargs="?", metavar="PATH", help="file to write (default: stdout)")
+    export.set_defaults(func=cmd_dashboard_export)
+    push = actions.add_parser("push", help="upload the dashboard to Grafana, replacing an older version")
+    push.add_argument("--url", required=True, help="Grafana base URL, e.g. http://localhost:3000")
+    push.add_argument("--token", help="Grafana service-account or API token")
+    push.add_argument("--user", help="Grafana user (with --password)")
+    push.add_argument("--password", help="Grafana password (with --user)")
+    push.add_argument("--folder-uid", help="Grafana folder to put it in (default: General)")
+    push.add_argument("--timeout", type=_positive_float, default=10.0, help="seconds to wait (default 10)")
+    push.set_defaults(func=cmd_dashboard_push)
     return parser
 
 
@@ -66,6 +80,32 @@ def cmd_bench_envs(args: argparse.Namespace, console: Console) -> int:
     if args.env is not None and args.env not in envs.names():
         raise ValueError(f"unknown env '{args.env}' (known: {', '.join(envs.names())})")
     bench_envs.run(args.env, args.seconds, args.runs, args.json, console)
+    return 0
+
+
+def cmd_dashboard_export(args: argparse.Namespace, console: Console) -> int:
+    from monitoring import dashboard
+
+    text = dashboard.export(args.path)
+    if args.path is None:
+        sys.stdout.write(text)
+    else:
+        console.print(f"wrote {args.path}")
+    return 0
+
+
+def cmd_dashboard_push(args: argparse.Namespace, console: Console) -> int:
+    from monitoring import dashboard
+
+    answer = dashboard.push(
+        args.url,
+        token=args.token,
+        user=args.user,
+        password=args.password,
+        folder_uid=args.folder_uid,
+        timeout=args.timeout,
+    )
+    console.print(f"pushed dashboard to {args.url}{answer.get('url', '')}")
     return 0
 
 
