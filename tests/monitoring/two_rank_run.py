@@ -36,15 +36,19 @@ def actor(seconds: float) -> None:
         time.sleep(0.01)
 
 
+def _exit_on_sigterm(*_: object) -> None:
+    raise SystemExit(0)  # unwinds through the finally below; taking a lock in a handler could deadlock
+
+
 def rank_main(rank: int, port: int, run: str, seconds: float) -> None:
-    stop = mp.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     arena = shared_memory.SharedMemory(create=True, size=ARENA_BYTES)
     child = mp.Process(target=actor, args=(seconds,), daemon=True)
     child.start()
-    exporter = MetricsExporter(port, "127.0.0.1", rank=rank, local_rank=rank, env="cartpole", run=run,
-                               sample_interval=0.5)
+    exporter = None
     try:
+        exporter = MetricsExporter(port, "127.0.0.1", rank=rank, local_rank=rank, env="cartpole", run=run,
+                                   sample_interval=0.5)
         exporter.attach_actors({"0": child.pid})
         exporter.set_arena(f"/dev/shm/{arena.name}")
         env = envs.make("cartpole", num_envs=64, seed=rank)
@@ -52,7 +56,7 @@ def rank_main(rank: int, port: int, run: str, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         parent = os.getppid()
         updates = 0
-        while not stop.is_set() and time.monotonic() < deadline and os.getppid() == parent:
+        while time.monotonic() < deadline and os.getppid() == parent:
             start = time.perf_counter()
             for _ in range(32):
                 t0 = time.perf_counter()
@@ -77,10 +81,12 @@ def rank_main(rank: int, port: int, run: str, seconds: float) -> None:
             busy = time.perf_counter() - start
             exporter.set_rate(32 * env.num_agents / max(busy * 5, 1e-9))
             t4 = time.perf_counter()
-            stop.wait(max(busy * 4, 0.05))  # busy a fifth of the time at most
+            time.sleep(max(busy * 4, 0.05))  # busy a fifth of the time at most
             exporter.add_phase("other", time.perf_counter() - t4)
     finally:
-        exporter.close()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+        if exporter is not None:
+            exporter.close()
         child.terminate()
         child.join(5)
         arena.close()
