@@ -149,6 +149,7 @@ class MetricsExporter:
         self.sample_interval = float(sample_interval)
         labels = {"rank": str(rank), "env": str(env), "run": str(run)}
         self._labels = labels
+        self._children: dict[Gauge, Gauge] = {}
         reg = self.registry
         disable_created_metrics()  # process-wide: drop the *_created series nobody charts (halves the scrape)
 
@@ -234,11 +235,10 @@ class MetricsExporter:
         if count <= 0:
             return
         self._episodes_child.inc(count)
-        labels = self._labels
         if "episode_return" in stats:
-            self._return.labels(**labels).set(stats["episode_return"])
+            self._child(self._return).set(stats["episode_return"])
         if "episode_length" in stats:
-            self._length.labels(**labels).set(stats["episode_length"])
+            self._child(self._length).set(stats["episode_length"])
 
     def add_phase(self, phase: str, seconds: float) -> None:
         """Adds wall ``seconds`` spent in ``phase`` (one of :data:`PHASES`)."""
@@ -253,7 +253,7 @@ class MetricsExporter:
             child = self._losses.get(key)
             if child is None:
                 raise ValueError(f"set_losses: unknown key {key!r} (known: {', '.join(LOSSES)})")
-            child.labels(**self._labels).set(value)
+            self._child(child).set(value)
 
     def set_restarts(self, total: int) -> None:
         """The actor pool's running count of restarts (the counter follows it)."""
@@ -261,6 +261,13 @@ class MetricsExporter:
             raise ValueError(f"restarts total went down from {self._restarts_seen} to {total}")
         self._restarts_child.inc(total - self._restarts_seen)
         self._restarts_seen = total
+
+    def _child(self, gauge: Gauge) -> Gauge:
+        """This rank's series of ``gauge``, made on first use (so nothing shows before a real value)."""
+        child = self._children.get(gauge)
+        if child is None:
+            child = self._children[gauge] = gauge.labels(**self._labels)
+        return child
 
     # ---- setup-time calls ----------------------------------------------------------------------
 
