@@ -60,6 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("json", nargs="+", metavar="JSON", help="files written by `appliance bench ... --json`")
     report.add_argument("--update", metavar="README", help="rewrite the table between the README's bench markers")
     report.set_defaults(func=cmd_bench_report)
+
+    dashboard = commands.add_parser("dashboard", help="the Grafana dashboard: export its JSON or push it")
+    actions = dashboard.add_subparsers(dest="action", metavar="ACTION", required=True)
+    export = actions.add_parser("export", help="write the dashboard JSON to PATH (stdout without PATH)")
+    export.add_argument("path", nargs="?", metavar="PATH", help="file to write (default: stdout)")
+    export.set_defaults(func=cmd_dashboard_export)
+    push = actions.add_parser("push", help="upload the dashboard to Grafana, replacing an older version")
+    push.add_argument("--url", required=True, help="Grafana base URL, e.g. http://localhost:3000")
+    push.add_argument("--token", help="Grafana service-account or API token")
+    push.add_argument("--user", help="Grafana user (with --password)")
+    push.add_argument("--password", help="Grafana password (with --user)")
+    push.add_argument("--folder-uid", help="Grafana folder to put it in (default: General)")
+    push.add_argument("--timeout", type=_positive_float, default=10.0, help="seconds to wait (default 10)")
+    push.set_defaults(func=cmd_dashboard_push)
     return parser
 
 
@@ -109,6 +123,32 @@ def cmd_bench_report(args: argparse.Namespace, console: Console) -> int:
         console.print(f"updated the benchmark table in {path}")
     else:
         sys.stdout.write(table)
+    return 0
+
+
+def cmd_dashboard_export(args: argparse.Namespace, console: Console) -> int:
+    from monitoring import dashboard
+
+    text = dashboard.export(args.path)
+    if args.path is None:
+        sys.stdout.write(text)
+    else:
+        console.print(f"wrote {args.path}")
+    return 0
+
+
+def cmd_dashboard_push(args: argparse.Namespace, console: Console) -> int:
+    from monitoring import dashboard
+
+    answer = dashboard.push(
+        args.url,
+        token=args.token,
+        user=args.user,
+        password=args.password,
+        folder_uid=args.folder_uid,
+        timeout=args.timeout,
+    )
+    console.print(f"pushed dashboard to {args.url}{answer.get('url', '')}")
     return 0
 
 

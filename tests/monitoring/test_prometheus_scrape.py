@@ -1,0 +1,127 @@
+"""A real Prometheus scrapes a real two-rank run; the dashboard's PromQL is evaluated by it."""
+
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from conftest import RANKS, TRAIN_COMMAND, wait_until
+
+from monitoring.dashboard import dashboard_json
+from monitoring.gpu import GpuSampler, GpuUnavailable
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def _has_gpu() -> bool:
+    try:
+        GpuSampler().close()
+        return True
+    except GpuUnavailable:
+        return False
+
+
+HAS_GPU = _has_gpu()
+
+
+@pytest.fixture(scope="module")
+def setup(scraped_run, prometheus):
+    run = scraped_run(TRAIN_COMMAND)
+    prom = prometheus(run.targets)
+    # rate() over 10 s needs a few samples of each rank: wait until both give a positive rate.
+    rate = f'rate(appliance_env_steps_total{{run="{run.run}"}}[10s]) > 0'
+    wait_until(lambda: len(prom.query(rate)) == RANKS, 60, "a positive steps rate from every rank")
+    return run, prom
+
+
+def dashboard_exprs() -> list[tuple[str, str]]:
+    out = []
+    for panel in dashboard_json()["panels"]:
+        for target in panel.get("targets", []):
+            out.append((panel["title"], target["expr"]))
+    return out
+
+
+def substitute(expr: str, run: str) -> str:
+    """Fills Grafana's variables as Grafana would for this run and all its ranks."""
+    return (expr.replace("$run", run).replace("$rank", ".*")
+            .replace("$__rate_interval", "10s").replace("$__interval", "5s"))
+
+
+def test_prometheus_scrapes_every_rank(setup):
+    run, prom = setup
+    up = prom.query('up{job="appliance"}')
+    assert sorted(s["metric"]["instance"] for s in up) == sorted(run.targets)
+    assert all(s["value"][1] == "1" for s in up)
+    ranks = prom.query(f'count by (rank) (appliance_build_info{{run="{run.run}"}})')
+    assert sorted(s["metric"]["rank"] for s in ranks) == [str(r) for r in range(RANKS)]
+
+
+def test_every_series_is_labelled_rank_env_run(setup):
+    run, prom = setup
+    series = prom.query('{__name__=~"appliance_.+"}')
+    assert len(series) > 20
+    for s in series:
+        labels = s["metric"]
+        assert labels.get("run") == run.run, labels
+        assert labels.get("env") == "cartpole", labels
+        assert labels.get("rank") in {str(r) for r in range(RANKS)}, labels
+
+
+@pytest.mark.parametrize(("title", "expr"), dashboard_exprs(), ids=lambda v: v if len(v) < 40 else None)
+def test_dashboard_expression_returns_series(setup, title, expr):
+    run, prom = setup
+    result = prom.query(substitute(expr, run.run))
+    if "appliance_gpu_" in expr and not HAS_GPU:
+        assert result == [], f"{title}: GPU series without a GPU: {result}"
+    else:
+        assert result, f"{title}: no series for {substitute(expr, run.run)}"
+
+
+@pytest.mark.skipif(HAS_GPU, reason="this machine has a GPU")
+def test_no_gpu_series_at_all_without_gpu(setup):
+    _, prom = setup
+    assert prom.query('{__name__=~"appliance_gpu_.+"}') == []
+
+
+def test_promtool_accepts_each_rank_exposition(setup):
+    run, _ = setup
+    for rank in range(RANKS):
+        text = run.metrics(rank)
+        check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
+                               timeout=30)
+        assert check.returncode == 0, f"rank {rank}: {check.stdout}{check.stderr}"
+
+
+def test_process_series_are_plausible(setup):
+    run, prom = setup
+    wait_until(lambda: len(prom.query(f'appliance_actor_cpu_ratio{{run="{run.run}"}}')) == RANKS, 30,
+               "actor CPU readings from every rank")
+    for s in prom.query(f'appliance_actor_cpu_ratio{{run="{run.run}"}}'):
+        assert 0.0 <= float(s["value"][1]) <= 1.0
+    for s in prom.query(f'appliance_actor_rss_bytes{{run="{run.run}"}}'):
+        assert float(s["value"][1]) > 1e6  # a Python process with numpy loaded
+    arena = prom.query(f'appliance_arena_shm_bytes{{run="{run.run}"}}')
+    assert [float(s["value"][1]) for s in arena] == [1 << 20] * RANKS
+    episodes = prom.query(f'appliance_episode_return{{run="{run.run}"}}')
+    assert all(5 < float(s["value"][1]) < 100 for s in episodes)  # random CartPole lasts ~22 steps
+
+
+def test_measure_scrape_time(setup, record_property):
+    """Not an assertion: the median time of one /metrics scrape, printed and recorded."""
+    run, _ = setup
+    url = f"http://127.0.0.1:{run.base_port}/metrics"
+    times = []
+    for _ in range(50):
+        start = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            size = len(answer.read())
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    record_property("scrape_median_ms", median * 1e3)
+    print(f"\n/metrics scrape: median {median * 1e3:.2f} ms over 50 ({size} bytes)")
+    assert re.search(r"^appliance_env_steps_total\{", run.metrics(0), re.M)
