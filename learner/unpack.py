@@ -64,7 +64,7 @@ class Unpacker:
             try:
                 typed = part.view(dtype)
             except RuntimeError:  # misaligned slice or strides: reinterpret a private copy
-                typed = part.contiguous().view(dtype)
+                typed = part.clone().view(dtype)
             leaves.append(typed.view(batch, *shape))
         return unflatten(self.layout, leaves)
 

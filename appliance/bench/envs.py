@@ -15,6 +15,9 @@ from .common import human, pinned, progress, record, table, timed_rate, write_js
 # Batch layouts large enough that one Python call per batch is noise.
 LAYOUTS: dict[str, dict[str, Any]] = {
     "cartpole": {"num_envs": 4096},
+    # Each ALE game emulates 4 frames per step in C++; a few already make the Python call noise.
+    "atari/pong": {"num_envs": 8},
+    "atari/breakout": {"num_envs": 8},
 }
 ACTION_BATCHES = 64
 
