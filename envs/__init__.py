@@ -1,6 +1,6 @@
-"""Native C environments and the registry that makes them."""
+"""Native C environments, emulated third-party envs, and the registry that makes them."""
 
-from .native import NativeEnv, buffer_spec, param_defaults
-from .registry import PRESETS, make, names
+from .native import NativeEnv, param_defaults
+from .registry import PRESETS, buffer_spec, make, names, native_names
 
-__all__ = ["NativeEnv", "PRESETS", "buffer_spec", "make", "names", "param_defaults"]
+__all__ = ["NativeEnv", "PRESETS", "buffer_spec", "make", "names", "native_names", "param_defaults"]

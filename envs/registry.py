@@ -1,10 +1,15 @@
-"""Every env the appliance can make, by name."""
+"""Every env the appliance can make: native C envs by name, everything else through emulation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
+from . import emulation
 from .native import KINDS, NativeEnv
+from .native import buffer_spec as native_buffer_spec
 
 # Named parameter sets: make("snake", preset="large").
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -24,24 +29,71 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
+# Emulated envs listed by names(); any other Gymnasium id, PettingZoo module or ROM works too.
+EMULATED = tuple(f"atari/{game}" for game in emulation.atari.GAMES)
 
-def names() -> list[str]:
-    """Names accepted by :func:`make`."""
+
+def native_names() -> list[str]:
+    """The C envs (one header each in envs/c/)."""
     return sorted(KINDS)
 
 
-def make(name: str, num_envs: int = 1, seed: int = 0, preset: str | None = None, **params: Any) -> NativeEnv:
+def names() -> list[str]:
+    """Names listed by ``appliance envs``; :func:`make` also takes Gymnasium ids and PettingZoo modules."""
+    return sorted(KINDS) + list(EMULATED)
+
+
+def _with_preset(name: str, preset: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    if preset is None:
+        return params
+    presets = PRESETS.get(name, {}) if isinstance(name, str) else {}
+    if preset not in presets:
+        known = ", ".join(sorted(presets)) or "none"
+        raise ValueError(f"{name}: unknown preset '{preset}' (known: {known})")
+    return {**presets[preset], **params}
+
+
+def make(
+    name: str | Callable[..., Any], num_envs: int = 1, seed: int = 0, preset: str | None = None, **params: Any
+) -> Any:
     """Builds ``num_envs`` instances of env ``name`` stepping into fresh (or given) buffers.
 
-    ``buffers=`` hands in caller-owned arrays (e.g. shared memory); see
-    :func:`envs.native.buffer_spec` for their shapes and dtypes.
+    ``name`` is a native env, ``atari/<game>``, a Gymnasium id (``gym:`` prefix
+    optional), a ``pettingzoo.`` module path, or a creator callable (see
+    :mod:`envs.emulation`). ``buffers=`` hands in caller-owned arrays (e.g.
+    shared memory); :func:`buffer_spec` gives their shapes and dtypes.
     """
-    if name not in KINDS:
-        raise ValueError(f"unknown env '{name}' (known: {', '.join(names())})")
-    if preset is not None:
-        presets = PRESETS.get(name, {})
-        if preset not in presets:
-            known = ", ".join(sorted(presets)) or "none"
-            raise ValueError(f"{name}: unknown preset '{preset}' (known: {known})")
-        params = {**presets[preset], **params}
-    return NativeEnv(name, num_envs=num_envs, seed=seed, **params)
+    params = _with_preset(name, preset, params)
+    if isinstance(name, str) and name in KINDS:
+        return NativeEnv(name, num_envs=num_envs, seed=seed, **params)
+    if isinstance(name, str) and not _looks_emulated(name):
+        raise ValueError(f"unknown env '{name}' (known: {', '.join(names())}, or a Gymnasium id / "
+                         "pettingzoo. module)")
+    return emulation.make(name, num_envs=num_envs, seed=seed, **params)
+
+
+def buffer_spec(
+    name: str | Callable[..., Any], num_envs: int, preset: str | None = None, **params: Any
+) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Shape and dtype of every buffer ``make(name, num_envs, **params)`` steps into."""
+    params = _with_preset(name, preset, params)
+    if isinstance(name, str) and name in KINDS:
+        return native_buffer_spec(name, num_envs, **params)
+    if isinstance(name, str) and not _looks_emulated(name):
+        raise ValueError(f"unknown env '{name}' (known: {', '.join(names())}, or a Gymnasium id / "
+                         "pettingzoo. module)")
+    return emulation.buffer_spec(name, num_envs, **params)
+
+
+def _looks_emulated(name: str) -> bool:
+    """Cheap check before importing anything: is ``name`` worth handing to emulation?"""
+    import gymnasium
+
+    from .emulation.gym import PLUGINS
+
+    return (
+        name.startswith(("atari/", "pettingzoo.", "gym:"))
+        or ":" in name
+        or name in gymnasium.registry
+        or name.startswith(tuple(PLUGINS))
+    )

@@ -1,4 +1,4 @@
-"""The native env contract (envs/c/env.h, DESIGN.md), checked for every env in ``envs.names()``.
+"""The native env contract (envs/c/env.h, DESIGN.md), checked for every env in ``envs.native_names()``.
 
 Env-specific rules (dynamics, rewards, maps) live in each env's own test file;
 everything here must hold for any env registered in the engine.
@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import envs
 from envs.native import KINDS
 
-NAMES = envs.names()
+NAMES = envs.native_names()
 INT32 = np.iinfo(np.int32)
 STEPS = 2000
 NUM_ENVS = 4

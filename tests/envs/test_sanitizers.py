@@ -2,7 +2,7 @@
 
 The extension is rebuilt with ``APPLIANCE_SANITIZE=1`` (see setup.py) into a
 temporary copy of the package, then a child process with the ASan runtime
-preloaded steps every env in ``envs.names()`` for at least a million agent-steps
+preloaded steps every env in ``envs.native_names()`` for at least a million agent-steps
 each, with out-of-range actions and resets mixed in. Any report fails the test.
 """
 
@@ -58,7 +58,7 @@ def run(name, num_envs, params, seed):
     return env.num_agents * steps
 
 
-for name in envs.names():
+for name in envs.native_names():
     total = run(name, 256, {}, 1)
     # The smallest legal parameters exercise edges (1-step episodes, tiny maps).
     low = {p[0]: p[2] for p in KINDS[name]["params"]}
@@ -129,6 +129,6 @@ def test_every_env_is_clean_under_asan_and_ubsan(sanitized_build: Path) -> None:
     lines = child.stdout.splitlines()
     assert Path(lines[0].split()[1]).parent == sanitized_build / "envs", report
     stepped = {line.split()[0]: int(line.split()[1]) for line in lines if line.endswith("agent-steps")}
-    assert set(stepped) == set(envs.names()), report
+    assert set(stepped) == set(envs.native_names()), report
     assert all(count >= AGENT_STEPS for count in stepped.values()), stepped
     assert lines[-1] == "done", report

@@ -1,0 +1,161 @@
+"""Gymnasium single-agent envs stepped serially into the same buffers as the native envs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from .layout import Layout, Packer, layout_of
+from .vector import BufferSpec, EpisodeLog, spec_from_layouts, take_buffers
+
+
+def layouts(
+    env: gymnasium.Env, drop_keys: Iterable[str] = (), drop_unsupported: bool = False
+) -> tuple[Layout, Layout]:
+    """Observation and action layouts of one instance."""
+    obs = layout_of(env.observation_space, drop_keys, drop_unsupported, what="observation")
+    act = layout_of(env.action_space, what="action")
+    return obs, act
+
+
+def buffer_spec(
+    creator: Callable[[], gymnasium.Env],
+    num_envs: int,
+    drop_keys: Iterable[str] = (),
+    drop_unsupported: bool = False,
+) -> BufferSpec:
+    """Buffers for ``num_envs`` instances; builds one instance to read its spaces."""
+    env = creator()
+    try:
+        obs, act = layouts(env, drop_keys, drop_unsupported)
+    finally:
+        env.close()
+    return spec_from_layouts(obs, act, int(num_envs))
+
+
+class GymnasiumVecEnv:
+    """``num_envs`` Gymnasium envs stepped one after the other in the calling process.
+
+    Follows the native contract: ``step()`` reads ``actions`` in place, an ended
+    episode resets in the same step (its flags and last reward stay, the
+    observation is the next episode's first, ``final_observations`` keeps the
+    last one for truncated rows). A step that is both terminated and truncated
+    counts as terminated: there is nothing to bootstrap from. Instance ``i`` is
+    seeded with ``seed + i``.
+    """
+
+    frames_per_step = 1
+
+    def __init__(
+        self,
+        creator: Callable[[], gymnasium.Env],
+        num_envs: int = 1,
+        seed: int = 0,
+        buffers: Mapping[str, np.ndarray] | None = None,
+        drop_keys: Iterable[str] = (),
+        drop_unsupported: bool = False,
+        name: str = "gymnasium",
+    ) -> None:
+        if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
+            raise ValueError(f"{name}: parameter 'num_envs' must be a whole number >= 1, got {num_envs!r}")
+        self.name = name
+        self.num_envs = int(num_envs)
+        self.num_agents = self.num_envs
+        self.agents_per_env = 1
+        self.envs = [creator() for _ in range(self.num_envs)]
+        first = self.envs[0]
+        if not isinstance(first, gymnasium.Env):
+            raise ValueError(f"{name}: creator must return a gymnasium.Env, got {type(first).__name__}")
+        self.obs_layout, self.act_layout = layouts(first, drop_keys, drop_unsupported)
+        self.single_observation_space = self.obs_layout.row_space()
+        self.single_action_space = self.act_layout.row_space()
+        spec = spec_from_layouts(self.obs_layout, self.act_layout, self.num_agents)
+        self.buffers = take_buffers(name, spec, buffers)
+        for key, array in self.buffers.items():
+            setattr(self, key, array)
+        self._obs = Packer(self.obs_layout, self.observations)
+        self._final = Packer(self.obs_layout, self.final_observations)
+        self._act = Packer(self.act_layout, self.actions)
+        self._returns = np.zeros(self.num_envs, dtype=np.float64)
+        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self._log = EpisodeLog()
+        self.reset(seed)
+
+    def reset(self, seed: int = 0) -> np.ndarray:
+        """Reseeds instance ``i`` with ``seed + i`` and starts new episodes."""
+        for i, env in enumerate(self.envs):
+            obs, _ = env.reset(seed=int(seed) + i)
+            self._obs.write(i, obs)
+        self.rewards[:] = 0
+        self.terminals[:] = False
+        self.truncations[:] = False
+        self.masks[:] = True
+        self._returns[:] = 0
+        self._lengths[:] = 0
+        return self.observations
+
+    def step(self, actions: np.ndarray | None = None) -> None:
+        """Steps every instance with ``self.actions`` (copied from ``actions`` if given)."""
+        if actions is not None:
+            self.actions[...] = actions
+        for i, env in enumerate(self.envs):
+            obs, reward, terminated, truncated, _ = env.step(self._act.read(i))
+            terminated = bool(terminated)
+            truncated = bool(truncated) and not terminated
+            self.rewards[i] = reward
+            self.terminals[i] = terminated
+            self.truncations[i] = truncated
+            self._returns[i] += reward
+            self._lengths[i] += 1
+            if terminated or truncated:
+                if truncated:
+                    self._final.write(i, obs)
+                self._log.add(episode_return=self._returns[i], episode_length=self._lengths[i])
+                self._returns[i] = 0
+                self._lengths[i] = 0
+                obs, _ = env.reset()
+            self._obs.write(i, obs)
+
+    def episode_stats(self) -> dict[str, float]:
+        """Means over the episodes finished since the last call (``episodes``: their count)."""
+        return self._log.take()
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+    def __enter__(self) -> GymnasiumVecEnv:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"GymnasiumVecEnv({self.name!r}, num_envs={self.num_envs})"
+
+
+def creator_for(env_id: str, **kwargs: Any) -> Callable[[], gymnasium.Env]:
+    """A creator for a Gymnasium id; imports the plugin package that registers it when needed."""
+    _import_plugin(env_id)
+    if env_id not in gymnasium.registry and ":" not in env_id:
+        raise ValueError(f"unknown env '{env_id}': not a native, atari/, pettingzoo. or Gymnasium id")
+
+    def create() -> gymnasium.Env:
+        return gymnasium.make(env_id, **kwargs)
+
+    return create
+
+
+# Gymnasium ids whose registering package is not imported by gymnasium itself.
+PLUGINS = {"MiniGrid-": "minigrid", "BabyAI-": "minigrid", "ALE/": "ale_py"}
+
+
+def _import_plugin(env_id: str) -> None:
+    import importlib
+
+    for prefix, module in PLUGINS.items():
+        if env_id.startswith(prefix) and env_id not in gymnasium.registry:
+            importlib.import_module(module)

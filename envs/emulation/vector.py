@@ -1,0 +1,60 @@
+"""What every emulated vector env shares: its buffers (from layouts) and episode statistics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..native import _take_buffers
+from .layout import Layout
+
+BufferSpec = dict[str, tuple[tuple[int, ...], np.dtype]]
+
+
+def spec_from_layouts(obs: Layout, act: Layout, num_agents: int) -> BufferSpec:
+    """The core buffers of ``num_agents`` rows whose observations and actions follow these layouts."""
+    spec: BufferSpec = {
+        "observations": ((num_agents, *obs.shape), obs.dtype),
+        "actions": ((num_agents, *act.shape), act.dtype),
+        "rewards": ((num_agents,), np.dtype(np.float32)),
+        "terminals": ((num_agents,), np.dtype(np.bool_)),
+        "truncations": ((num_agents,), np.dtype(np.bool_)),
+        "masks": ((num_agents,), np.dtype(np.bool_)),
+    }
+    spec["final_observations"] = spec["observations"]
+    return spec
+
+
+def take_buffers(
+    name: str, spec: BufferSpec, given: Mapping[str, np.ndarray] | None
+) -> dict[str, np.ndarray]:
+    """Checks caller-owned buffers against ``spec`` and allocates the missing ones."""
+    return _take_buffers(name, spec, given or {})
+
+
+class EpisodeLog:
+    """Sums of finished episodes' statistics until the next ``take()``, like the C envs' Log."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.episodes = 0
+
+    def add(self, **values: float) -> None:
+        self.episodes += 1
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+
+    def add_many(self, count: int, **sums: float) -> None:
+        """Adds ``count`` episodes at once, given the sums of their statistics."""
+        if count:
+            self.episodes += int(count)
+            for key, value in sums.items():
+                self.sums[key] = self.sums.get(key, 0.0) + float(value)
+
+    def take(self) -> dict[str, float]:
+        out: dict[str, float] = {"episodes": self.episodes}
+        if self.episodes:
+            out.update({key: value / self.episodes for key, value in self.sums.items()})
+        self.sums, self.episodes = {}, 0
+        return out

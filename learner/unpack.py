@@ -1,0 +1,92 @@
+"""Packed observation/action rows <-> the nested typed tensors they stand for, on any device.
+
+The plan (offsets, dtypes, shapes) comes from :class:`envs.emulation.layout.Layout`
+once; each batch then costs one slice-and-reinterpret per leaf. A leaf's tensor
+is a view of the row tensor whenever its offset is aligned for its dtype
+(always, for rows laid out by ``layout_of`` in a tensor that starts aligned);
+otherwise that leaf is copied.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from envs.emulation.layout import Layout, flatten, unflatten
+
+_TORCH = {
+    np.dtype(np.bool_): torch.bool,
+    np.dtype(np.uint8): torch.uint8,
+    np.dtype(np.int8): torch.int8,
+    np.dtype(np.int16): torch.int16,
+    np.dtype(np.uint16): torch.uint16,
+    np.dtype(np.int32): torch.int32,
+    np.dtype(np.uint32): torch.uint32,
+    np.dtype(np.int64): torch.int64,
+    np.dtype(np.uint64): torch.uint64,
+    np.dtype(np.float16): torch.float16,
+    np.dtype(np.float32): torch.float32,
+    np.dtype(np.float64): torch.float64,
+}
+
+
+def torch_dtype(dtype: np.dtype) -> torch.dtype:
+    """The torch dtype of a numpy one, or a ValueError naming it."""
+    try:
+        return _TORCH[np.dtype(dtype)]
+    except KeyError:
+        raise ValueError(f"dtype {dtype} has no torch equivalent") from None
+
+
+class Unpacker:
+    """Precomputed plan for one layout: ``unpack(rows)`` and its inverse ``pack(structure)``."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.plan = [
+            (leaf.offset, leaf.nbytes, torch_dtype(leaf.dtype), leaf.shape) for leaf in layout.leaves
+        ]
+
+    def unpack(self, rows: torch.Tensor) -> Any:
+        """``(B, nbytes)`` uint8 rows -> the nested structure of ``(B, *leaf_shape)`` typed tensors."""
+        if not self.layout.packed:
+            return rows
+        if rows.dtype != torch.uint8 or rows.dim() != 2 or rows.shape[1] != self.layout.nbytes:
+            raise ValueError(
+                f"rows must be uint8 (B, {self.layout.nbytes}), got {rows.dtype} {tuple(rows.shape)}"
+            )
+        batch = rows.shape[0]
+        leaves = []
+        for offset, nbytes, dtype, shape in self.plan:
+            part = rows[:, offset : offset + nbytes]
+            try:
+                typed = part.view(dtype)
+            except RuntimeError:  # misaligned slice or strides: reinterpret a private copy
+                typed = part.clone().view(dtype)
+            leaves.append(typed.view(batch, *shape))
+        return unflatten(self.layout, leaves)
+
+    def pack(self, structure: Any, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The inverse: nested ``(B, *leaf_shape)`` tensors (any numeric dtype) -> ``(B, nbytes)`` uint8."""
+        if not self.layout.packed:
+            return structure
+        leaves = flatten(self.layout, structure)
+        batch = leaves[0].shape[0]
+        if out is None:
+            out = torch.zeros(batch, self.layout.nbytes, dtype=torch.uint8, device=leaves[0].device)
+        for (offset, nbytes, dtype, _), value in zip(self.plan, leaves, strict=True):
+            raw = value.to(dtype).reshape(batch, -1).contiguous().view(torch.uint8)
+            out[:, offset : offset + nbytes] = raw
+        return out
+
+
+def unpack(layout: Layout, rows: torch.Tensor) -> Any:
+    """One-off :meth:`Unpacker.unpack`; keep an ``Unpacker`` for repeated batches."""
+    return Unpacker(layout).unpack(rows)
+
+
+def pack(layout: Layout, structure: Any) -> torch.Tensor:
+    """One-off :meth:`Unpacker.pack`."""
+    return Unpacker(layout).pack(structure)
