@@ -40,6 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
     bench_envs.add_argument("--runs", type=_positive_int, default=5, help="runs per env; the median is reported (default 5)")
     bench_envs.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
     bench_envs.set_defaults(func=cmd_bench_envs)
+
+    train = commands.add_parser("train", help="train PPO on an env (all GPUs, else the CPU)")
+    train.add_argument("--env", help="env to train (default: snake)")
+    train.add_argument("--ranks", type=_positive_int, help="learner ranks on CPU (default 1; CUDA: one per GPU)")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's (auto)")
+    train.add_argument("--total-steps", type=_positive_int, help="agent steps to train for")
+    train.add_argument("--target-return", type=float, help="stop once the mean of the last 100 returns reaches it")
+    train.add_argument("--seed", type=int, help="base seed (each rank's envs get their own)")
+    train.add_argument("--run-dir", help="where checkpoints, config.toml and summary.json go")
+    train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a config value (repeatable)")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="mean return of a run's greedy policy")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("--episodes", type=_positive_int, default=100, help="episodes (default 100)")
+    evaluate.set_defaults(func=cmd_eval)
     return parser
 
 
@@ -66,6 +84,28 @@ def cmd_bench_envs(args: argparse.Namespace, console: Console) -> int:
     if args.env is not None and args.env not in envs.names():
         raise ValueError(f"unknown env '{args.env}' (known: {', '.join(envs.names())})")
     bench_envs.run(args.env, args.seconds, args.runs, args.json, console)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from . import train
+
+    extra = {"train.device": args.device, "train.total_steps": args.total_steps,
+             "train.target_return": args.target_return, "train.seed": args.seed}
+    config, run_dir = train.resolve(args.env, args.overrides, args.run_dir, args.resume, extra)
+    console.print(f"training {config['env']['name']} in {run_dir}", highlight=False)
+    summary = train.launch(config, run_dir, args.resume, args.ranks)
+    if summary is not None:
+        console.print(summary, highlight=False)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, console: Console) -> int:
+    from learner.evaluate import evaluate
+
+    result = evaluate(args.run_dir, args.episodes)
+    console.print(f"mean return {result['mean_return']:.2f} over {result['episodes']} episodes "
+                  f"(checkpoint {result['checkpoint']}, update {result['updates']})", highlight=False)
     return 0
 
 

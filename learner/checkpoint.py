@@ -27,8 +27,8 @@ _NAME = re.compile(r"^ckpt_(\d{8,})\.pt$")
 _REQUIRED = ("model", "optimizer", "updates", "agent_steps", "rng", "config")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, truncated or not one of ours."""
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, truncated or not one of ours (bad input, hence a ValueError)."""
 
 
 def rng_state() -> dict[str, Any]:

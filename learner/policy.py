@@ -115,6 +115,9 @@ class Policy(nn.Module):
         else:
             raise ValueError(f"policy.kind must be 'mlp' or 'cnn', got {kind!r}")
         features = hidden
+        # CleanRL's CartPole agent keeps the critic apart: values then never pull on the policy's features.
+        self.critic_encoder: nn.Module | None = (
+            MLPEncoder(obs_space.shape, hidden) if kind == "mlp" and not lstm else None)
         self.lstm: nn.LSTM | None = None
         if lstm:
             self.lstm = nn.LSTM(hidden, lstm_hidden)
@@ -159,12 +162,12 @@ class Policy(nn.Module):
         x, state = self._core(obs.unsqueeze(0), state, starts.unsqueeze(0))
         dist = Categorical(logits=self.actor(x[0]))
         actions = dist.sample()
-        return actions, dist.log_prob(actions), self.critic(x[0]).squeeze(-1), state
+        return actions, dist.log_prob(actions), self._value(obs.unsqueeze(0), x)[0], state
 
     def value(self, obs: torch.Tensor, state: State, starts: torch.Tensor) -> torch.Tensor:
         """V(obs) per row, without advancing anything."""
         x, _ = self._core(obs.unsqueeze(0), state, starts.unsqueeze(0))
-        return self.critic(x[0]).squeeze(-1)
+        return self._value(obs.unsqueeze(0), x)[0]
 
     def greedy(self, obs: torch.Tensor, state: State, starts: torch.Tensor) -> tuple[torch.Tensor, State]:
         """The most likely action per row, for evaluation."""
@@ -177,7 +180,14 @@ class Policy(nn.Module):
         """Replays a (T, B) segment: ``(logprobs, entropies, values)``, each (T, B)."""
         x, _ = self._core(obs, state, starts)
         dist = Categorical(logits=self.actor(x))
-        return dist.log_prob(actions), dist.entropy(), self.critic(x).squeeze(-1)
+        return dist.log_prob(actions), dist.entropy(), self._value(obs, x)
+
+    def _value(self, obs: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """(T, B) values, from the critic's own trunk when it has one."""
+        if self.critic_encoder is not None:
+            steps, rows = obs.shape[:2]
+            features = self.critic_encoder(obs.reshape(steps * rows, *obs.shape[2:])).reshape(steps, rows, -1)
+        return self.critic(features).squeeze(-1)
 
 
 def make_policy(config: dict[str, Any], obs_space: gymnasium.spaces.Space,

@@ -18,6 +18,7 @@ resume from it restarts the envs there, so it continues closely, not exactly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -211,7 +212,7 @@ def _train(config: Config, run_dir: Path, resume: bool, stop_after: int | None, 
             "env": config["env"]["name"], "updates": updates, "agent_steps": agent_steps,
             "steps_per_second": (agent_steps - start_steps) / wall if wall > 0 else 0.0,
             "wall_seconds": wall, "mean_return": None if math.isnan(global_mean) else global_mean,
-            "ranks": world, "device": str(device),
+            "ranks": world, "device": str(device), "parameters_sha256": parameters_digest(policy),
         }
         if reached_at is not None:
             summary["seconds_to_target"] = reached_at
@@ -222,6 +223,15 @@ def _train(config: Config, run_dir: Path, resume: bool, stop_after: int | None, 
         return summary
     finally:
         pool.close()
+
+
+def parameters_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of every parameter's bytes: equal digests mean bit-identical parameters."""
+    digest = hashlib.sha256()
+    for name, param in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(param.detach().to("cpu").contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _save(run_dir: Path, policy: torch.nn.Module, optimizer: torch.optim.Optimizer, updates: int,
