@@ -43,13 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train PPO on an env (all GPUs, else the CPU)")
     train.add_argument("--env", help="env to train (default: snake)")
-    train.add_argument("--ranks", type=_positive_int, help="learner ranks on CPU (default 1; CUDA: one per GPU)")
+    train.add_argument("--ranks", type=_positive_int, help="CPU learner ranks (default 1; CUDA: one per GPU)")
     train.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's (auto)")
     train.add_argument("--total-steps", type=_positive_int, help="agent steps to train for")
-    train.add_argument("--target-return", type=float, help="stop once the mean of the last 100 returns reaches it")
+    train.add_argument("--target-return", type=float, help="stop at this mean return (last 100)")
     train.add_argument("--seed", type=int, help="base seed (each rank's envs get their own)")
     train.add_argument("--run-dir", help="where checkpoints, config.toml and summary.json go")
-    train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
+    train.add_argument("--resume", action="store_true", help="continue --run-dir from its checkpoint")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a config value (repeatable)")
     train.set_defaults(func=cmd_train)
@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_envs(args: argparse.Namespace, console: Console) -> int:
-    import envs
     from rich.table import Table
+
+    import envs
 
     out = Table(title="environments")
     for column in ("name", "observation space", "action space", "agents per env"):

@@ -27,8 +27,9 @@ def default_env() -> str:
     return "snake" if "snake" in envs.names() else "cartpole"
 
 
-def resolve(env: str | None, overrides: list[str], run_dir: str | None, resume: bool,
-            extra: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+def resolve(
+    env: str | None, overrides: list[str], run_dir: str | None, resume: bool, extra: dict[str, Any]
+) -> tuple[dict[str, Any], Path]:
     """The resolved config and the run directory; refuses to overwrite a run unless resuming."""
     import envs
 
@@ -61,12 +62,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(local_rank: int, world: int, port: int, config: dict[str, Any], run_dir: Path,
-               resume: bool) -> None:
+def _rank_main(
+    local_rank: int, world: int, port: int, config: dict[str, Any], run_dir: Path, resume: bool
+) -> None:
     from learner.train import train
 
-    os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world),
-                      LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(local_rank),
+        LOCAL_RANK=str(local_rank),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     train(config, run_dir, resume=resume)
 
 
@@ -79,15 +87,18 @@ def launch(config: dict[str, Any], run_dir: Path, resume: bool, ranks: int | Non
     device = resolve_device(config["train"]["device"])
     if device.type == "cuda":
         if ranks is not None and ranks != torch.cuda.device_count():
-            raise ValueError(f"--ranks {ranks}: on CUDA there is one rank per GPU ({torch.cuda.device_count()})")
+            raise ValueError(
+                f"--ranks {ranks}: on CUDA there is one rank per GPU ({torch.cuda.device_count()})"
+            )
         world = torch.cuda.device_count()
     else:
         world = ranks or 1
     if world == 1:
         return train(config, run_dir, resume=resume)
     run_dir.mkdir(parents=True, exist_ok=True)
-    mp.start_processes(_rank_main, args=(world, _free_port(), config, run_dir, resume), nprocs=world,
-                       start_method="spawn")
+    mp.start_processes(
+        _rank_main, args=(world, _free_port(), config, run_dir, resume), nprocs=world, start_method="spawn"
+    )
     import json
 
     return json.loads((run_dir / "summary.json").read_text())

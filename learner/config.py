@@ -7,11 +7,11 @@ holds for that key, so a typo or a wrong type fails before any training starts.
 from __future__ import annotations
 
 import copy
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+import tomllib
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -57,7 +57,9 @@ def _parse(text: str, like: Any, key: str) -> Any:
             raise ValueError(f"config '{key}' must be a number, got {text!r}") from None
     if isinstance(like, str):
         return text
-    raise ValueError(f"config '{key}' is a {type(like).__name__} and cannot be overridden from the command line")
+    raise ValueError(
+        f"config '{key}' is a {type(like).__name__} and cannot be overridden from the command line"
+    )
 
 
 def set_value(config: Config, dotted: str, value: Any) -> None:

@@ -23,8 +23,9 @@ def _fmt(value: Any) -> str:
 class Reporter:
     """Shows the latest metrics: live when stdout is a TTY, else one line every ``every`` seconds."""
 
-    def __init__(self, total_steps: int, every: float = 2.0, console: Console | None = None,
-                 live: bool | None = None) -> None:
+    def __init__(
+        self, total_steps: int, every: float = 2.0, console: Console | None = None, live: bool | None = None
+    ) -> None:
         self.console = console or Console()
         self.live_mode = sys.stdout.isatty() if live is None else live
         self.every = every
@@ -32,9 +33,13 @@ class Reporter:
         self.total = total_steps
         self.live: Live | None = None
         if self.live_mode:
-            self.progress = Progress(TextColumn("[bold]training"), BarColumn(),
-                                     TextColumn("{task.completed:,}/{task.total:,} agent steps"),
-                                     TimeRemainingColumn(), console=self.console)
+            self.progress = Progress(
+                TextColumn("[bold]training"),
+                BarColumn(),
+                TextColumn("{task.completed:,}/{task.total:,} agent steps"),
+                TimeRemainingColumn(),
+                console=self.console,
+            )
             self.task = self.progress.add_task("train", total=total_steps)
             self.live = Live(console=self.console, refresh_per_second=4, transient=False)
             self.live.start()
@@ -48,10 +53,26 @@ class Reporter:
                 table.add_row(key, _fmt(value))
             self.live.update(Group(table, self.progress))
         elif force or now - self.last >= self.every:
-            keys = ("update", "agent_steps", "steps_per_second", "mean_return", "mean_length",
-                    "pg_loss", "v_loss", "entropy", "approx_kl", "env_s", "inference_s", "learn_s", "other_s")
-            self.console.print(" ".join(f"{k}={_fmt(metrics[k])}" for k in keys if k in metrics),
-                               highlight=False, soft_wrap=True)
+            keys = (
+                "update",
+                "agent_steps",
+                "steps_per_second",
+                "mean_return",
+                "mean_length",
+                "pg_loss",
+                "v_loss",
+                "entropy",
+                "approx_kl",
+                "env_s",
+                "inference_s",
+                "learn_s",
+                "other_s",
+            )
+            self.console.print(
+                " ".join(f"{k}={_fmt(metrics[k])}" for k in keys if k in metrics),
+                highlight=False,
+                soft_wrap=True,
+            )
             self.last = now
 
     def close(self) -> None:

@@ -25,9 +25,12 @@ def evaluate(run_dir: Path, episodes: int = 100, max_steps: int = 100_000) -> di
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     path, state = checkpoint.load_latest(Path(run_dir))
     config = state["config"]
-    config = {**config, "pool": {"kind": "serial"},
-              "env": {**config["env"], "num_envs": min(episodes, int(config["env"]["num_envs"]))},
-              "train": {**config["train"], "seed": int(config["train"]["seed"]) + EVAL_SEED_OFFSET}}
+    config = {
+        **config,
+        "pool": {"kind": "serial"},
+        "env": {**config["env"], "num_envs": min(episodes, int(config["env"]["num_envs"]))},
+        "train": {**config["train"], "seed": int(config["train"]["seed"]) + EVAL_SEED_OFFSET},
+    }
     pool = make_pool(config)
     try:
         policy = make_policy(config, pool.single_observation_space, pool.single_action_space)
@@ -50,7 +53,12 @@ def evaluate(run_dir: Path, episodes: int = 100, max_steps: int = 100_000) -> di
                 break
         else:
             raise RuntimeError(f"only {done_eps} of {episodes} episodes ended within {max_steps} steps")
-        return {"checkpoint": str(path), "updates": int(state["updates"]), "episodes": done_eps,
-                "mean_return": return_sum / done_eps, "mean_length": length_sum / done_eps}
+        return {
+            "checkpoint": str(path),
+            "updates": int(state["updates"]),
+            "episodes": done_eps,
+            "mean_return": return_sum / done_eps,
+            "mean_length": length_sum / done_eps,
+        }
     finally:
         pool.close()

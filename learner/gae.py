@@ -37,12 +37,18 @@ def compute_gae(
     """Returns ``(advantages, returns)``, both shaped like ``rewards`` (T, N)."""
     if rewards.dim() != 2:
         raise ValueError(f"rewards must be shaped (T, N), got {tuple(rewards.shape)}")
-    for name, x in (("values", values), ("terminals", terminals), ("truncations", truncations),
-                    ("final_values", final_values)):
+    for name, x in (
+        ("values", values),
+        ("terminals", terminals),
+        ("truncations", truncations),
+        ("final_values", final_values),
+    ):
         if x.shape != rewards.shape:
             raise ValueError(f"{name} must be shaped {tuple(rewards.shape)}, got {tuple(x.shape)}")
     if next_values.shape != rewards.shape[1:]:
-        raise ValueError(f"next_values must be shaped {tuple(rewards.shape[1:])}, got {tuple(next_values.shape)}")
+        raise ValueError(
+            f"next_values must be shaped {tuple(rewards.shape[1:])}, got {tuple(next_values.shape)}"
+        )
     steps = rewards.shape[0]
     term = terminals.to(rewards.dtype)
     trunc = truncations.to(rewards.dtype) * (1.0 - term)

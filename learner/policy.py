@@ -38,8 +38,10 @@ class MLPEncoder(nn.Module):
         super().__init__()
         self.net = nn.Sequential(
             nn.Flatten(),
-            _init(nn.Linear(int(np.prod(obs_shape)), hidden)), nn.Tanh(),
-            _init(nn.Linear(hidden, hidden)), nn.Tanh(),
+            _init(nn.Linear(int(np.prod(obs_shape)), hidden)),
+            nn.Tanh(),
+            _init(nn.Linear(hidden, hidden)),
+            nn.Tanh(),
         )
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -68,9 +70,12 @@ class GridEncoder(nn.Module):
                 raise ValueError(f"policy.kind 'cnn' wants float images shaped (C, H, W), got {shape}")
             channels = shape[0]
         self.conv = nn.Sequential(
-            _init(nn.Conv2d(channels, 32, 3, padding=1)), nn.ReLU(),
-            _init(nn.Conv2d(32, 64, 3, stride=2, padding=1)), nn.ReLU(),
-            _init(nn.Conv2d(64, 64, 3, padding=1)), nn.ReLU(),
+            _init(nn.Conv2d(channels, 32, 3, padding=1)),
+            nn.ReLU(),
+            _init(nn.Conv2d(32, 64, 3, stride=2, padding=1)),
+            nn.ReLU(),
+            _init(nn.Conv2d(64, 64, 3, padding=1)),
+            nn.ReLU(),
             nn.Flatten(),
         )
         with torch.no_grad():
@@ -117,7 +122,8 @@ class Policy(nn.Module):
         features = hidden
         # CleanRL's CartPole agent keeps the critic apart: values then never pull on the policy's features.
         self.critic_encoder: nn.Module | None = (
-            MLPEncoder(obs_space.shape, hidden) if kind == "mlp" and not lstm else None)
+            MLPEncoder(obs_space.shape, hidden) if kind == "mlp" and not lstm else None
+        )
         self.lstm: nn.LSTM | None = None
         if lstm:
             self.lstm = nn.LSTM(hidden, lstm_hidden)
@@ -190,9 +196,16 @@ class Policy(nn.Module):
         return self.critic(features).squeeze(-1)
 
 
-def make_policy(config: dict[str, Any], obs_space: gymnasium.spaces.Space,
-                action_space: gymnasium.spaces.Space) -> Policy:
+def make_policy(
+    config: dict[str, Any], obs_space: gymnasium.spaces.Space, action_space: gymnasium.spaces.Space
+) -> Policy:
     """The policy the ``[policy]`` section describes."""
     p = config["policy"]
-    return Policy(obs_space, action_space, kind=p["kind"], hidden=p["hidden"], lstm=p["lstm"],
-                  lstm_hidden=p.get("lstm_hidden", p["hidden"]))
+    return Policy(
+        obs_space,
+        action_space,
+        kind=p["kind"],
+        hidden=p["hidden"],
+        lstm=p["lstm"],
+        lstm_hidden=p.get("lstm_hidden", p["hidden"]),
+    )

@@ -32,6 +32,12 @@ def make_pool(config: dict[str, Any], rank: int = 0) -> Any:
         except ImportError:
             raise ValueError("pool.kind 'actors' needs actors.ActorPool, which this install lacks") from None
         batch = pool.get("batch_size", 0) or max(1, env["num_envs"] // 2)
-        return ActorPool(env["name"], num_envs=env["num_envs"], num_actors=pool.get("num_actors", 1),
-                         batch_size=batch, seed=seed, **params)
+        return ActorPool(
+            env["name"],
+            num_envs=env["num_envs"],
+            num_actors=pool.get("num_actors", 1),
+            batch_size=batch,
+            seed=seed,
+            **params,
+        )
     raise ValueError(f"pool.kind must be one of {', '.join(POOL_KINDS)}, got {kind!r}")

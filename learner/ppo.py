@@ -90,14 +90,18 @@ def update(
     if units < cfg.minibatches:
         raise ValueError(f"ppo.minibatches ({cfg.minibatches}) exceeds the {units} rows/steps to split")
     size = units // cfg.minibatches
-    flat = {k: v.reshape(1, steps * rows, *v.shape[2:]) for k, v in batch.items()
-            if k != "state" and not recurrent}
-    stats: dict[str, list[float]] = {k: [] for k in
-                                     ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "grad_norm")}
+    flat = {
+        k: v.reshape(1, steps * rows, *v.shape[2:])
+        for k, v in batch.items()
+        if k != "state" and not recurrent
+    }
+    stats: dict[str, list[float]] = {
+        k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clipfrac", "grad_norm")
+    }
     for _epoch in range(cfg.update_epochs):
         order = torch.randperm(units, device=device)
         for start in range(0, size * cfg.minibatches, size):
-            idx = order[start:start + size]
+            idx = order[start : start + size]
             if recurrent:
                 mb = {k: v[:, idx] for k, v in batch.items() if k != "state"}
                 state = None if batch["state"] is None else tuple(s[:, idx] for s in batch["state"])
@@ -142,8 +146,14 @@ def update(
             optimizer.step()
 
             if _epoch == cfg.update_epochs - 1:
-                for key, value in (("pg_loss", pg_loss), ("v_loss", v_loss), ("entropy", entropy_loss),
-                                   ("approx_kl", approx_kl), ("clipfrac", clipfrac), ("grad_norm", grad_norm)):
+                for key, value in (
+                    ("pg_loss", pg_loss),
+                    ("v_loss", v_loss),
+                    ("entropy", entropy_loss),
+                    ("approx_kl", approx_kl),
+                    ("clipfrac", clipfrac),
+                    ("grad_norm", grad_norm),
+                ):
                     stats[key].append(float(value.detach()))
     out = {k: sum(v) / len(v) for k, v in stats.items()}
     # Fraction of the return variance the value function explains (1 is perfect).

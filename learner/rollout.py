@@ -100,7 +100,7 @@ class Rollout:
             for key in ("obs", "actions", "logprobs", "values", "starts", "masks"):
                 getattr(self, key)[0, rows] = self.carry[key][rows]
             if self.state0 is not None:
-                for s0, c in zip(self.state0, self.carry["state"]):
+                for s0, c in zip(self.state0, self.carry["state"], strict=True):
                     s0[:, rows] = c[:, rows]
             self.step[self.carried] = 1
             self.carried[:] = False
@@ -147,11 +147,13 @@ class Rollout:
         actions, logprobs, values, new_state = self.policy.act(obs_d, state, starts)
         mask_d = self._to_device(masks, "masks")
         if t < self.T:
-            slot = dict(obs=obs_d, actions=actions, logprobs=logprobs, values=values, starts=starts, masks=mask_d)
+            slot = dict(
+                obs=obs_d, actions=actions, logprobs=logprobs, values=values, starts=starts, masks=mask_d
+            )
             for key, value in slot.items():
                 getattr(self, key)[t, rows] = value
             if t == 0 and self.state0 is not None and state is not None:
-                for s0, s in zip(self.state0, state):
+                for s0, s in zip(self.state0, state, strict=True):
                     s0[:, rows] = s
             self.step[ids] = t + 1
         else:  # several groups: bootstrap now, carry this step into the next rollout
@@ -159,7 +161,7 @@ class Rollout:
             self._carry(rows, obs_d, actions, logprobs, values, starts, mask_d, state)
             self.carried[ids] = True
         if self.state is not None and new_state is not None:
-            for s, n in zip(self.state, new_state):
+            for s, n in zip(self.state, new_state, strict=True):
                 s[:, rows] = n
         actions_np = actions.to("cpu").numpy().astype(np.int32)
         self.times["inference"] += time.perf_counter() - start
@@ -169,8 +171,16 @@ class Rollout:
         self.pending[ids] = True
         return completed
 
-    def _record(self, rows: torch.Tensor, ids: np.ndarray, t: int, rewards: np.ndarray,
-                terminals: np.ndarray, truncations: np.ndarray, starts: torch.Tensor) -> None:
+    def _record(
+        self,
+        rows: torch.Tensor,
+        ids: np.ndarray,
+        t: int,
+        rewards: np.ndarray,
+        terminals: np.ndarray,
+        truncations: np.ndarray,
+        starts: torch.Tensor,
+    ) -> None:
         """Writes the transition caused by the previous step's actions into slot t-1."""
         if self.carried[ids[0]] or t == 0:
             return  # an overflow step of a finished group: dropped (see module docstring)
@@ -183,28 +193,48 @@ class Rollout:
             sub = torch.from_numpy(cut).to(self.device)
             final_obs = self._to_device(np.asarray(self.pool.final_observations)[cut], "final")
             state = self._rows_state(rows[sub])
-            final[sub] = self.policy.value(final_obs, state, torch.zeros(len(cut), dtype=torch.bool,
-                                                                         device=self.device))
+            final[sub] = self.policy.value(
+                final_obs, state, torch.zeros(len(cut), dtype=torch.bool, device=self.device)
+            )
         self.rewards[t - 1, rows] = self._to_device(rewards, "rewards").float()
         self.terminals[t - 1, rows] = term
         self.truncations[t - 1, rows] = trunc
         self.final_values[t - 1, rows] = final
 
-    def _carry(self, rows: torch.Tensor, obs: torch.Tensor, actions: torch.Tensor, logprobs: torch.Tensor,
-               values: torch.Tensor, starts: torch.Tensor, masks: torch.Tensor, state: State) -> None:
+    def _carry(
+        self,
+        rows: torch.Tensor,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        logprobs: torch.Tensor,
+        values: torch.Tensor,
+        starts: torch.Tensor,
+        masks: torch.Tensor,
+        state: State,
+    ) -> None:
         if not self.carry:
-            self.carry = {key: torch.zeros_like(getattr(self, key)[0])
-                          for key in ("obs", "actions", "logprobs", "values", "starts", "masks")}
+            self.carry = {
+                key: torch.zeros_like(getattr(self, key)[0])
+                for key in ("obs", "actions", "logprobs", "values", "starts", "masks")
+            }
             if self.state0 is not None:
                 self.carry["state"] = tuple(torch.zeros_like(s) for s in self.state0)
-        for key, value in dict(obs=obs, actions=actions, logprobs=logprobs, values=values,
-                               starts=starts, masks=masks).items():
+        for key, value in dict(
+            obs=obs, actions=actions, logprobs=logprobs, values=values, starts=starts, masks=masks
+        ).items():
             self.carry[key][rows] = value
         if state is not None:
-            for c, s in zip(self.carry["state"], state):
+            for c, s in zip(self.carry["state"], state, strict=True):
                 c[:, rows] = s
 
     def batch(self) -> dict[str, Any]:
         """The rollout as the tensors :func:`learner.ppo.update` reads (advantages added by the caller)."""
-        return dict(obs=self.obs, actions=self.actions, logprobs=self.logprobs, values=self.values,
-                    masks=self.masks, starts=self.starts, state=self.state0)
+        return dict(
+            obs=self.obs,
+            actions=self.actions,
+            logprobs=self.logprobs,
+            values=self.values,
+            masks=self.masks,
+            starts=self.starts,
+            state=self.state0,
+        )

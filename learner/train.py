@@ -74,14 +74,19 @@ class ReturnWindow:
     def add(self, stats: dict[str, float]) -> None:
         count = int(stats.get("episodes", 0))
         if count:
-            self.items.append([count, float(stats["episode_return"]), float(stats.get("episode_length", 0.0))])
+            self.items.append(
+                [count, float(stats["episode_return"]), float(stats.get("episode_length", 0.0))]
+            )
             while len(self.items) > 1 and sum(i[0] for i in self.items) - self.items[0][0] >= self.size:
                 self.items.popleft()
 
     def sums(self) -> tuple[float, float, float]:
         """(episodes, return sum, length sum)."""
-        return (sum(i[0] for i in self.items), sum(i[0] * i[1] for i in self.items),
-                sum(i[0] * i[2] for i in self.items))
+        return (
+            sum(i[0] for i in self.items),
+            sum(i[0] * i[1] for i in self.items),
+            sum(i[0] * i[2] for i in self.items),
+        )
 
 
 def train(
@@ -120,8 +125,16 @@ def train(
             dist.destroy_process_group()
 
 
-def _train(config: Config, run_dir: Path, resume: bool, stop_after: int | None, live: bool | None,
-           rank: int, world: int, device: torch.device) -> dict[str, Any]:
+def _train(
+    config: Config,
+    run_dir: Path,
+    resume: bool,
+    stop_after: int | None,
+    live: bool | None,
+    rank: int,
+    world: int,
+    device: torch.device,
+) -> dict[str, Any]:
     tcfg = config["train"]
     cfg = ppo.PPOConfig.from_config(config["ppo"])
     seed = int(tcfg["seed"])
@@ -148,11 +161,15 @@ def _train(config: Config, run_dir: Path, resume: bool, stop_after: int | None, 
         model: torch.nn.Module = policy
         if world > 1:
             model = torch.nn.parallel.DistributedDataParallel(
-                policy, device_ids=[device.index] if device.type == "cuda" else None)
+                policy, device_ids=[device.index] if device.type == "cuda" else None
+            )
         if rank == 0:
             save_config(config, run_dir / "config.toml")
-        reporter = Reporter(num_updates * batch_steps, float(tcfg.get("log_every_seconds", 2.0)),
-                            live=live) if rank == 0 else None
+        reporter = (
+            Reporter(num_updates * batch_steps, float(tcfg.get("log_every_seconds", 2.0)), live=live)
+            if rank == 0
+            else None
+        )
         target = float(tcfg.get("target_return", 0.0) or 0.0)
         deterministic_resume = bool(tcfg.get("deterministic_resume", True))
         start_updates, start_steps = updates, agent_steps
@@ -169,8 +186,16 @@ def _train(config: Config, run_dir: Path, resume: bool, stop_after: int | None, 
                 t0 = time.perf_counter()
                 with torch.no_grad():
                     advantages, returns = compute_gae(
-                        rollout.rewards, rollout.values, rollout.terminals, rollout.truncations,
-                        rollout.final_values, rollout.next_values, cfg.gamma, cfg.gae_lambda, rollout.masks)
+                        rollout.rewards,
+                        rollout.values,
+                        rollout.terminals,
+                        rollout.truncations,
+                        rollout.final_values,
+                        rollout.next_values,
+                        cfg.gamma,
+                        cfg.gae_lambda,
+                        rollout.masks,
+                    )
                 batch = rollout.batch()
                 batch.update(advantages=advantages, returns=returns)
                 stats = ppo.update(model, optimizer, batch, cfg, recurrent=policy.lstm is not None)
@@ -192,15 +217,24 @@ def _train(config: Config, run_dir: Path, resume: bool, stop_after: int | None, 
                     last_saved = updates
                 if reporter is not None:
                     env_s, inf_s = rollout.times["env"], rollout.times["inference"]
-                    reporter.update({
-                        "update": updates, "agent_steps": agent_steps,
-                        "steps_per_second": (agent_steps - start_steps) / elapsed,
-                        "mean_return": global_mean, "mean_length": mean_len, **stats,
-                        "lr": optimizer.param_groups[0]["lr"],
-                        "env_s": env_s, "inference_s": inf_s, "learn_s": learn_s,
-                        "other_s": max(0.0, elapsed - env_s - inf_s - learn_s),
-                    })
-                if reached_at is not None or (stop_after is not None and updates - start_updates >= stop_after):
+                    reporter.update(
+                        {
+                            "update": updates,
+                            "agent_steps": agent_steps,
+                            "steps_per_second": (agent_steps - start_steps) / elapsed,
+                            "mean_return": global_mean,
+                            "mean_length": mean_len,
+                            **stats,
+                            "lr": optimizer.param_groups[0]["lr"],
+                            "env_s": env_s,
+                            "inference_s": inf_s,
+                            "learn_s": learn_s,
+                            "other_s": max(0.0, elapsed - env_s - inf_s - learn_s),
+                        }
+                    )
+                if reached_at is not None or (
+                    stop_after is not None and updates - start_updates >= stop_after
+                ):
                     break
         finally:
             if updates != last_saved:
@@ -209,13 +243,20 @@ def _train(config: Config, run_dir: Path, resume: bool, stop_after: int | None, 
                 reporter.close()
         wall = time.perf_counter() - start
         summary = {
-            "env": config["env"]["name"], "updates": updates, "agent_steps": agent_steps,
+            "env": config["env"]["name"],
+            "updates": updates,
+            "agent_steps": agent_steps,
             "steps_per_second": (agent_steps - start_steps) / wall if wall > 0 else 0.0,
-            "wall_seconds": wall, "mean_return": None if math.isnan(global_mean) else global_mean,
-            "ranks": world, "device": str(device), "parameters_sha256": parameters_digest(policy),
+            "wall_seconds": wall,
+            "mean_return": None if math.isnan(global_mean) else global_mean,
+            "ranks": world,
+            "device": str(device),
+            "parameters_sha256": parameters_digest(policy),
         }
         if reached_at is not None:
             summary["seconds_to_target"] = reached_at
+        if world > 1:  # lets a launcher (and the DDP test) compare every rank's parameters
+            (run_dir / f"rank{rank}.sha256").write_text(summary["parameters_sha256"])
         if rank == 0:
             tmp = run_dir / "summary.json.tmp"
             tmp.write_text(json.dumps(summary, indent=2) + "\n")
@@ -234,9 +275,18 @@ def parameters_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _save(run_dir: Path, policy: torch.nn.Module, optimizer: torch.optim.Optimizer, updates: int,
-          agent_steps: int, config: Config, window: ReturnWindow, rank: int, world: int,
-          tcfg: dict[str, Any]) -> None:
+def _save(
+    run_dir: Path,
+    policy: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    updates: int,
+    agent_steps: int,
+    config: Config,
+    window: ReturnWindow,
+    rank: int,
+    world: int,
+    tcfg: dict[str, Any],
+) -> None:
     """Gathers every rank's RNG state and return window; rank 0 writes the checkpoint."""
     rng, returns = checkpoint.rng_state(), [list(i) for i in window.items]
     if world > 1:
@@ -247,9 +297,18 @@ def _save(run_dir: Path, policy: torch.nn.Module, optimizer: torch.optim.Optimiz
     else:
         all_rng, all_returns = [rng], [returns]
     if rank == 0:
-        checkpoint.save(run_dir, {
-            "model": policy.state_dict(), "optimizer": optimizer.state_dict(), "updates": updates,
-            "agent_steps": agent_steps, "rng": all_rng, "returns": all_returns, "config": config,
-        }, keep=int(tcfg.get("keep_checkpoints", 2)))
+        checkpoint.save(
+            run_dir,
+            {
+                "model": policy.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "updates": updates,
+                "agent_steps": agent_steps,
+                "rng": all_rng,
+                "returns": all_returns,
+                "config": config,
+            },
+            keep=int(tcfg.get("keep_checkpoints", 2)),
+        )
     if world > 1:
         dist.barrier()

@@ -1,8 +1,7 @@
 """Config overrides: typed by the file, unknown keys and wrong types named."""
 
-import tomllib
-
 import pytest
+import tomllib
 
 from appliance.cli import main
 from learner import config as C
@@ -10,21 +9,33 @@ from learner import config as C
 
 def test_override_types_follow_the_file() -> None:
     base = C.load("cartpole")
-    cfg = C.apply_overrides(base, ["ppo.lr=0.1", "env.num_envs=8", "ppo.anneal_lr=false",
-                                   "pool.kind=serial", "ppo.clip=1", "env.params.max_steps=200"])
+    cfg = C.apply_overrides(
+        base,
+        [
+            "ppo.lr=0.1",
+            "env.num_envs=8",
+            "ppo.anneal_lr=false",
+            "pool.kind=serial",
+            "ppo.clip=1",
+            "env.params.max_steps=200",
+        ],
+    )
     assert cfg["ppo"]["lr"] == 0.1 and cfg["env"]["num_envs"] == 8 and cfg["ppo"]["anneal_lr"] is False
     assert isinstance(cfg["ppo"]["clip"], float)
     assert base["env"]["num_envs"] != 8  # the loaded config is not modified
 
 
-@pytest.mark.parametrize("item, match", [
-    ("ppo.nope=1", "ppo.nope"),
-    ("nosection.lr=1", "nosection"),
-    ("env.num_envs=many", "env.num_envs"),
-    ("ppo.lr=fast", "ppo.lr"),
-    ("ppo.anneal_lr=maybe", "ppo.anneal_lr"),
-    ("lr", "section.key=value"),
-])
+@pytest.mark.parametrize(
+    "item, match",
+    [
+        ("ppo.nope=1", "ppo.nope"),
+        ("nosection.lr=1", "nosection"),
+        ("env.num_envs=many", "env.num_envs"),
+        ("ppo.lr=fast", "ppo.lr"),
+        ("ppo.anneal_lr=maybe", "ppo.anneal_lr"),
+        ("lr", "section.key=value"),
+    ],
+)
 def test_bad_overrides_raise_value_error(item: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         C.apply_overrides(C.load("cartpole"), [item])

@@ -20,9 +20,9 @@ def test_gae_matches_hand_computation() -> None:
     adv, ret = compute_gae(rewards, values, terminals, truncations, final_values, next_values, G, L)
 
     # Row 0, by hand.
-    a2 = 5 + G * 7 - 2.5                 # bootstraps from next value
-    a1 = 3 + G * 10 - 1.5                # truncation: V(final obs), recursion cut
-    a0 = 1 - 0.5                         # termination: no bootstrap, recursion cut
+    a2 = 5 + G * 7 - 2.5  # bootstraps from next value
+    a1 = 3 + G * 10 - 1.5  # truncation: V(final obs), recursion cut
+    a0 = 1 - 0.5  # termination: no bootstrap, recursion cut
     # Row 1: an ordinary chain, never reading row 0.
     b2 = 6 + G * 3 - 3.0
     b1 = 4 + G * 3.0 - 2.0 + G * L * b2
