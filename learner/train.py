@@ -236,6 +236,12 @@ def _train(
                     stop_after is not None and updates - start_updates >= stop_after
                 ):
                     break
+        except KeyboardInterrupt:
+            pass  # Ctrl-C: checkpoint below, then exit normally with a summary
+        except BaseException:
+            # Other ranks may not reach the checkpoint's collective: skip it rather than hang.
+            last_saved = updates
+            raise
         finally:
             if updates != last_saved:
                 _save(run_dir, policy, optimizer, updates, agent_steps, config, window, rank, world, tcfg)
