@@ -74,6 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--folder-uid", help="Grafana folder to put it in (default: General)")
     push.add_argument("--timeout", type=_positive_float, default=10.0, help="seconds to wait (default 10)")
     push.set_defaults(func=cmd_dashboard_push)
+
+    train = commands.add_parser("train", help="train PPO on an env (all GPUs, else the CPU)")
+    train.add_argument("--env", help="env to train (default: snake)")
+    train.add_argument("--ranks", type=_positive_int, help="CPU learner ranks (default 1; CUDA: one per GPU)")
+    train.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's (auto)")
+    train.add_argument("--total-steps", type=_positive_int, help="agent steps to train for")
+    train.add_argument("--target-return", type=float, help="stop at this mean return (last 100)")
+    train.add_argument("--seed", type=int, help="base seed (each rank's envs get their own)")
+    train.add_argument("--run-dir", help="where checkpoints, config.toml and summary.json go")
+    train.add_argument("--resume", action="store_true", help="continue --run-dir from its checkpoint")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a config value (repeatable)")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser("eval", help="mean return of a run's greedy policy")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR")
+    evaluate.add_argument("--episodes", type=_positive_int, default=100, help="episodes (default 100)")
+    evaluate.set_defaults(func=cmd_eval)
     return parser
 
 
@@ -149,6 +167,28 @@ def cmd_dashboard_push(args: argparse.Namespace, console: Console) -> int:
         timeout=args.timeout,
     )
     console.print(f"pushed dashboard to {args.url}{answer.get('url', '')}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace, console: Console) -> int:
+    from . import train
+
+    extra = {"train.device": args.device, "train.total_steps": args.total_steps,
+             "train.target_return": args.target_return, "train.seed": args.seed}
+    config, run_dir = train.resolve(args.env, args.overrides, args.run_dir, args.resume, extra)
+    console.print(f"training {config['env']['name']} in {run_dir}", highlight=False)
+    summary = train.launch(config, run_dir, args.resume, args.ranks)
+    if summary is not None:
+        console.print(summary, highlight=False)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, console: Console) -> int:
+    from learner.evaluate import evaluate
+
+    result = evaluate(args.run_dir, args.episodes)
+    console.print(f"mean return {result['mean_return']:.2f} over {result['episodes']} episodes "
+                  f"(checkpoint {result['checkpoint']}, update {result['updates']})", highlight=False)
     return 0
 
 

@@ -1,0 +1,1 @@
+"""PPO learner: policies, rollout storage, GAE, the PPO update, checkpoints, training and evaluation."""

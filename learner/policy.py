@@ -1,0 +1,211 @@
+"""Actor-critic policies: an MLP for vector observations, a small CNN for int8 grids, an optional LSTM core.
+
+All share one interface so the rollout and PPO never ask which one they hold:
+
+- ``act(obs, state, starts)`` for collection: one step for a batch of rows;
+- ``forward(obs, actions, state, starts)`` for the update: replays a (T, B)
+  segment from its stored initial state and returns log-probs, entropies, values;
+- ``greedy(obs, state, starts)`` for evaluation.
+
+``starts`` marks rows whose observation is the first of an episode; the LSTM
+state of those rows is zeroed before the step, the others' is left untouched.
+Without an LSTM the state is ``None`` throughout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions import Categorical
+
+State = tuple[torch.Tensor, torch.Tensor] | None
+
+
+def _init(layer: nn.Module, std: float = float(np.sqrt(2)), bias: float = 0.0) -> nn.Module:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class MLPEncoder(nn.Module):
+    """Two tanh layers, as CleanRL's CartPole agent."""
+
+    def __init__(self, obs_shape: tuple[int, ...], hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            _init(nn.Linear(int(np.prod(obs_shape)), hidden)),
+            nn.Tanh(),
+            _init(nn.Linear(hidden, hidden)),
+            nn.Tanh(),
+        )
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs.float())
+
+
+class GridEncoder(nn.Module):
+    """Nature-CNN shape scaled down to small egocentric grids (e.g. 11x11 or 7x7 int8 cell codes).
+
+    Cell codes are categories, not intensities, so each is embedded (a learned
+    one-hot) before three 3x3 convolutions; float images skip the embedding.
+    """
+
+    def __init__(self, space: gymnasium.spaces.Box, hidden: int, embed: int = 8) -> None:
+        super().__init__()
+        shape = space.shape
+        self.codes = np.issubdtype(space.dtype, np.integer)
+        if self.codes:
+            if len(shape) != 2:
+                raise ValueError(f"policy.kind 'cnn' wants int grids shaped (H, W), got {shape}")
+            self.low = int(np.min(space.low))
+            self.embed = nn.Embedding(int(np.max(space.high)) - self.low + 1, embed)
+            channels = embed
+        else:
+            if len(shape) != 3:
+                raise ValueError(f"policy.kind 'cnn' wants float images shaped (C, H, W), got {shape}")
+            channels = shape[0]
+        self.conv = nn.Sequential(
+            _init(nn.Conv2d(channels, 32, 3, padding=1)),
+            nn.ReLU(),
+            _init(nn.Conv2d(32, 64, 3, stride=2, padding=1)),
+            nn.ReLU(),
+            _init(nn.Conv2d(64, 64, 3, padding=1)),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.conv(self._planes(torch.zeros((1, *shape), dtype=_torch_dtype(space.dtype)))).shape[1]
+        self.out = nn.Sequential(_init(nn.Linear(flat, hidden)), nn.ReLU())
+
+    def _planes(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.codes:
+            codes = (obs.long() - self.low).clamp_(0, self.embed.num_embeddings - 1)
+            return self.embed(codes).permute(0, 3, 1, 2)
+        return obs.float()
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.out(self.conv(self._planes(obs)))
+
+
+def _torch_dtype(dtype: Any) -> torch.dtype:
+    return torch.from_numpy(np.zeros(1, dtype=dtype)).dtype
+
+
+class Policy(nn.Module):
+    """Encoder, optional LSTM core, a discrete action head and a value head."""
+
+    def __init__(
+        self,
+        obs_space: gymnasium.spaces.Space,
+        action_space: gymnasium.spaces.Space,
+        kind: str = "mlp",
+        hidden: int = 64,
+        lstm: bool = False,
+        lstm_hidden: int = 64,
+    ) -> None:
+        super().__init__()
+        if not isinstance(action_space, gymnasium.spaces.Discrete):
+            raise ValueError(f"policy supports Discrete action spaces, got {action_space}")
+        if not isinstance(obs_space, gymnasium.spaces.Box):
+            raise ValueError(f"policy supports Box observation spaces, got {obs_space}")
+        if kind == "mlp":
+            self.encoder: nn.Module = MLPEncoder(obs_space.shape, hidden)
+        elif kind == "cnn":
+            self.encoder = GridEncoder(obs_space, hidden)
+        else:
+            raise ValueError(f"policy.kind must be 'mlp' or 'cnn', got {kind!r}")
+        features = hidden
+        # CleanRL's CartPole agent keeps the critic apart: values then never pull on the policy's features.
+        self.critic_encoder: nn.Module | None = (
+            MLPEncoder(obs_space.shape, hidden) if kind == "mlp" and not lstm else None
+        )
+        self.lstm: nn.LSTM | None = None
+        if lstm:
+            self.lstm = nn.LSTM(hidden, lstm_hidden)
+            for name, param in self.lstm.named_parameters():
+                if "bias" in name:
+                    nn.init.constant_(param, 0)
+                else:
+                    nn.init.orthogonal_(param, 1.0)
+            features = lstm_hidden
+        self.actor = _init(nn.Linear(features, int(action_space.n)), std=0.01)
+        self.critic = _init(nn.Linear(features, 1), std=1.0)
+
+    def initial_state(self, rows: int, device: torch.device | str = "cpu") -> State:
+        """Zero LSTM state for ``rows`` rows (``None`` without an LSTM)."""
+        if self.lstm is None:
+            return None
+        shape = (1, rows, self.lstm.hidden_size)
+        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+
+    def _core(self, obs: torch.Tensor, state: State, starts: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """obs (T, B, ...) and starts (T, B) -> features (T, B, F), state after the last step."""
+        steps, rows = obs.shape[:2]
+        x = self.encoder(obs.reshape(steps * rows, *obs.shape[2:]))
+        if self.lstm is None:
+            return x.reshape(steps, rows, -1), None
+        if state is None:
+            raise ValueError("an LSTM policy needs a state; use initial_state()")
+        x = x.reshape(steps, rows, -1)
+        keep = (~starts.bool()).to(x.dtype)
+        h, c = state
+        out = []
+        for t in range(steps):
+            k = keep[t].view(1, -1, 1)
+            y, (h, c) = self.lstm(x[t].unsqueeze(0), (h * k, c * k))
+            out.append(y)
+        return torch.cat(out, dim=0), (h, c)
+
+    def act(
+        self, obs: torch.Tensor, state: State, starts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, State]:
+        """Samples one action per row: ``(actions, logprobs, values, next_state)``."""
+        x, state = self._core(obs.unsqueeze(0), state, starts.unsqueeze(0))
+        dist = Categorical(logits=self.actor(x[0]))
+        actions = dist.sample()
+        return actions, dist.log_prob(actions), self._value(obs.unsqueeze(0), x)[0], state
+
+    def value(self, obs: torch.Tensor, state: State, starts: torch.Tensor) -> torch.Tensor:
+        """V(obs) per row, without advancing anything."""
+        x, _ = self._core(obs.unsqueeze(0), state, starts.unsqueeze(0))
+        return self._value(obs.unsqueeze(0), x)[0]
+
+    def greedy(self, obs: torch.Tensor, state: State, starts: torch.Tensor) -> tuple[torch.Tensor, State]:
+        """The most likely action per row, for evaluation."""
+        x, state = self._core(obs.unsqueeze(0), state, starts.unsqueeze(0))
+        return self.actor(x[0]).argmax(-1), state
+
+    def forward(
+        self, obs: torch.Tensor, actions: torch.Tensor, state: State, starts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Replays a (T, B) segment: ``(logprobs, entropies, values)``, each (T, B)."""
+        x, _ = self._core(obs, state, starts)
+        dist = Categorical(logits=self.actor(x))
+        return dist.log_prob(actions), dist.entropy(), self._value(obs, x)
+
+    def _value(self, obs: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """(T, B) values, from the critic's own trunk when it has one."""
+        if self.critic_encoder is not None:
+            steps, rows = obs.shape[:2]
+            features = self.critic_encoder(obs.reshape(steps * rows, *obs.shape[2:])).reshape(steps, rows, -1)
+        return self.critic(features).squeeze(-1)
+
+
+def make_policy(
+    config: dict[str, Any], obs_space: gymnasium.spaces.Space, action_space: gymnasium.spaces.Space
+) -> Policy:
+    """The policy the ``[policy]`` section describes."""
+    p = config["policy"]
+    return Policy(
+        obs_space,
+        action_space,
+        kind=p["kind"],
+        hidden=p["hidden"],
+        lstm=p["lstm"],
+        lstm_hidden=p.get("lstm_hidden", p["hidden"]),
+    )

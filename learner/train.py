@@ -1,0 +1,320 @@
+"""One learner rank: collect, GAE, PPO update, DDP, checkpoints, stop rules, summary.
+
+Runs alone (no ``RANK``/``WORLD_SIZE`` in the environment) or as one rank of a
+torch.distributed job (set by ``appliance.train`` or by torchrun). Each rank
+owns its own pool with its own seeds; DDP averages gradients, so parameters
+stay identical on every rank.
+
+Exact resume: the native envs cannot be snapshotted, so with
+``train.deterministic_resume`` every checkpoint boundary (updates divisible by
+``train.checkpoint_every``) restarts the pool from a seed derived from
+``(seed, rank, updates)``, and so does a resumed run. An uninterrupted run and
+one stopped and resumed at a boundary then see the same envs, RNG states,
+parameters and optimizer state, and end bit-identical in deterministic CPU
+mode. Episodes in flight at a boundary are abandoned (their last step still
+bootstraps from V). A stop between boundaries (Ctrl-C) also checkpoints, but a
+resume from it restarts the envs there, so it continues closely, not exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections import deque
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from . import checkpoint, ppo
+from .config import Config
+from .config import save as save_config
+from .dashboard import Reporter
+from .gae import compute_gae
+from .policy import make_policy
+from .pools import make_pool, rank_seed
+from .rollout import Rollout
+
+DIST_TIMEOUT = timedelta(seconds=120)
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` picks this rank's GPU when there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda' asked for, but torch sees no CUDA device")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
+
+
+def _restart_seed(seed: int, rank: int, updates: int) -> int:
+    return rank_seed(seed, rank) * 7919 + updates
+
+
+class ReturnWindow:
+    """Mean return over the most recent stats batches that cover at least ``size`` episodes.
+
+    Pools report episode means in batches, not single returns; the window drops
+    whole batches from its old end while the rest still holds ``size`` episodes.
+    """
+
+    def __init__(self, size: int = 100, items: list[list[float]] | None = None) -> None:
+        self.size = size
+        self.items: deque[list[float]] = deque(items or [])  # [episodes, mean return, mean length]
+
+    def add(self, stats: dict[str, float]) -> None:
+        count = int(stats.get("episodes", 0))
+        if count:
+            self.items.append(
+                [count, float(stats["episode_return"]), float(stats.get("episode_length", 0.0))]
+            )
+            while len(self.items) > 1 and sum(i[0] for i in self.items) - self.items[0][0] >= self.size:
+                self.items.popleft()
+
+    def sums(self) -> tuple[float, float, float]:
+        """(episodes, return sum, length sum)."""
+        return (
+            sum(i[0] for i in self.items),
+            sum(i[0] * i[1] for i in self.items),
+            sum(i[0] * i[2] for i in self.items),
+        )
+
+
+def train(
+    config: Config,
+    run_dir: Path,
+    resume: bool = False,
+    stop_after: int | None = None,
+    live: bool | None = None,
+) -> dict[str, Any]:
+    """Trains as configured, in ``run_dir``; returns the summary (rank 0 also writes ``summary.json``).
+
+    ``stop_after`` ends this process after that many updates (with a
+    checkpoint), as an interruption would; the run can then be resumed.
+    """
+    rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    tcfg = config["train"]
+    device = resolve_device(tcfg.get("device", "auto"), local_rank)
+    distributed = world > 1
+    if distributed and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=DIST_TIMEOUT)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    else:
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // max(1, local_world)))
+    if tcfg.get("deterministic", False):
+        torch.use_deterministic_algorithms(True)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train(config, run_dir, resume, stop_after, live, rank, world, device)
+    finally:
+        if distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(
+    config: Config,
+    run_dir: Path,
+    resume: bool,
+    stop_after: int | None,
+    live: bool | None,
+    rank: int,
+    world: int,
+    device: torch.device,
+) -> dict[str, Any]:
+    tcfg = config["train"]
+    cfg = ppo.PPOConfig.from_config(config["ppo"])
+    seed = int(tcfg["seed"])
+    torch.manual_seed(rank_seed(seed, rank))
+    pool = make_pool(config, rank)
+    try:
+        policy = make_policy(config, pool.single_observation_space, pool.single_action_space).to(device)
+        optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+        rollout = Rollout(policy, pool, cfg.num_steps, device)
+        batch_steps = cfg.num_steps * pool.num_agents * world
+        num_updates = max(1, int(tcfg["total_steps"]) // batch_steps)
+        every = int(tcfg.get("checkpoint_every", 0))
+        updates, agent_steps, window = 0, 0, ReturnWindow()
+        if resume:
+            path, state = checkpoint.load_latest(run_dir, map_location=device)
+            policy.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            updates, agent_steps = int(state["updates"]), int(state["agent_steps"])
+            rngs = state["rng"]
+            if len(rngs) != world:
+                raise ValueError(f"{path} was written by {len(rngs)} ranks; this run has {world}")
+            checkpoint.set_rng_state(rngs[rank])
+            window = ReturnWindow(items=state.get("returns", [])[rank] if state.get("returns") else None)
+        model: torch.nn.Module = policy
+        if world > 1:
+            model = torch.nn.parallel.DistributedDataParallel(
+                policy, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if rank == 0:
+            save_config(config, run_dir / "config.toml")
+        reporter = (
+            Reporter(num_updates * batch_steps, float(tcfg.get("log_every_seconds", 2.0)), live=live)
+            if rank == 0
+            else None
+        )
+        target = float(tcfg.get("target_return", 0.0) or 0.0)
+        deterministic_resume = bool(tcfg.get("deterministic_resume", True))
+        start_updates, start_steps = updates, agent_steps
+        start = time.perf_counter()
+        learn_s, reached_at, last_saved = 0.0, None, updates
+        stats: dict[str, float] = {}
+        global_mean = float("nan")
+        try:
+            while updates < num_updates:
+                if updates == start_updates or (deterministic_resume and every and updates % every == 0):
+                    rollout.restart(_restart_seed(seed, rank, updates))
+                ppo.anneal_lr(optimizer, cfg, updates + 1, num_updates)
+                rollout.collect()
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    advantages, returns = compute_gae(
+                        rollout.rewards,
+                        rollout.values,
+                        rollout.terminals,
+                        rollout.truncations,
+                        rollout.final_values,
+                        rollout.next_values,
+                        cfg.gamma,
+                        cfg.gae_lambda,
+                        rollout.masks,
+                    )
+                batch = rollout.batch()
+                batch.update(advantages=advantages, returns=returns)
+                stats = ppo.update(model, optimizer, batch, cfg, recurrent=policy.lstm is not None)
+                learn_s += time.perf_counter() - t0
+                updates += 1
+                agent_steps += batch_steps
+                window.add(pool.episode_stats())
+                episodes, ret_sum, len_sum = window.sums()
+                flags = torch.tensor([episodes, ret_sum, len_sum], dtype=torch.float64)
+                if world > 1:
+                    dist.all_reduce(flags)  # every rank gets the same totals, so all agree to stop
+                global_mean = float(flags[1] / flags[0]) if flags[0] > 0 else float("nan")
+                mean_len = float(flags[2] / flags[0]) if flags[0] > 0 else float("nan")
+                elapsed = time.perf_counter() - start
+                if target and flags[0] >= 100 and global_mean >= target and reached_at is None:
+                    reached_at = elapsed
+                if every and updates % every == 0:
+                    _save(run_dir, policy, optimizer, updates, agent_steps, config, window, rank, world, tcfg)
+                    last_saved = updates
+                if reporter is not None:
+                    env_s, inf_s = rollout.times["env"], rollout.times["inference"]
+                    reporter.update(
+                        {
+                            "update": updates,
+                            "agent_steps": agent_steps,
+                            "steps_per_second": (agent_steps - start_steps) / elapsed,
+                            "mean_return": global_mean,
+                            "mean_length": mean_len,
+                            **stats,
+                            "lr": optimizer.param_groups[0]["lr"],
+                            "env_s": env_s,
+                            "inference_s": inf_s,
+                            "learn_s": learn_s,
+                            "other_s": max(0.0, elapsed - env_s - inf_s - learn_s),
+                        }
+                    )
+                if reached_at is not None or (
+                    stop_after is not None and updates - start_updates >= stop_after
+                ):
+                    break
+        except KeyboardInterrupt:
+            pass  # Ctrl-C: checkpoint below, then exit normally with a summary
+        except BaseException:
+            # Other ranks may not reach the checkpoint's collective: skip it rather than hang.
+            last_saved = updates
+            raise
+        finally:
+            if updates != last_saved:
+                _save(run_dir, policy, optimizer, updates, agent_steps, config, window, rank, world, tcfg)
+            if reporter is not None:
+                reporter.close()
+        wall = time.perf_counter() - start
+        summary = {
+            "env": config["env"]["name"],
+            "updates": updates,
+            "agent_steps": agent_steps,
+            "steps_per_second": (agent_steps - start_steps) / wall if wall > 0 else 0.0,
+            "wall_seconds": wall,
+            "mean_return": None if math.isnan(global_mean) else global_mean,
+            "ranks": world,
+            "device": str(device),
+            "parameters_sha256": parameters_digest(policy),
+        }
+        if reached_at is not None:
+            summary["seconds_to_target"] = reached_at
+        if world > 1:  # lets a launcher (and the DDP test) compare every rank's parameters
+            (run_dir / f"rank{rank}.sha256").write_text(summary["parameters_sha256"])
+        if rank == 0:
+            tmp = run_dir / "summary.json.tmp"
+            tmp.write_text(json.dumps(summary, indent=2) + "\n")
+            tmp.replace(run_dir / "summary.json")
+        return summary
+    finally:
+        pool.close()
+
+
+def parameters_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of every parameter's bytes: equal digests mean bit-identical parameters."""
+    digest = hashlib.sha256()
+    for name, param in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(param.detach().to("cpu").contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _save(
+    run_dir: Path,
+    policy: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    updates: int,
+    agent_steps: int,
+    config: Config,
+    window: ReturnWindow,
+    rank: int,
+    world: int,
+    tcfg: dict[str, Any],
+) -> None:
+    """Gathers every rank's RNG state and return window; rank 0 writes the checkpoint."""
+    rng, returns = checkpoint.rng_state(), [list(i) for i in window.items]
+    if world > 1:
+        all_rng: list[Any] = [None] * world
+        all_returns: list[Any] = [None] * world
+        dist.all_gather_object(all_rng, rng)
+        dist.all_gather_object(all_returns, returns)
+    else:
+        all_rng, all_returns = [rng], [returns]
+    if rank == 0:
+        checkpoint.save(
+            run_dir,
+            {
+                "model": policy.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "updates": updates,
+                "agent_steps": agent_steps,
+                "rng": all_rng,
+                "returns": all_returns,
+                "config": config,
+            },
+            keep=int(tcfg.get("keep_checkpoints", 2)),
+        )
+    if world > 1:
+        dist.barrier()

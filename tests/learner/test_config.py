@@ -1,0 +1,61 @@
+"""Config overrides: typed by the file, unknown keys and wrong types named."""
+
+import pytest
+import tomllib
+
+from appliance.cli import main
+from learner import config as C
+
+
+def test_override_types_follow_the_file() -> None:
+    base = C.load("cartpole")
+    cfg = C.apply_overrides(
+        base,
+        [
+            "ppo.lr=0.1",
+            "env.num_envs=8",
+            "ppo.anneal_lr=false",
+            "pool.kind=serial",
+            "ppo.clip=1",
+            "env.params.max_steps=200",
+        ],
+    )
+    assert cfg["ppo"]["lr"] == 0.1 and cfg["env"]["num_envs"] == 8 and cfg["ppo"]["anneal_lr"] is False
+    assert isinstance(cfg["ppo"]["clip"], float)
+    assert base["env"]["num_envs"] != 8  # the loaded config is not modified
+
+
+@pytest.mark.parametrize(
+    "item, match",
+    [
+        ("ppo.nope=1", "ppo.nope"),
+        ("nosection.lr=1", "nosection"),
+        ("env.num_envs=many", "env.num_envs"),
+        ("ppo.lr=fast", "ppo.lr"),
+        ("ppo.anneal_lr=maybe", "ppo.anneal_lr"),
+        ("lr", "section.key=value"),
+    ],
+)
+def test_bad_overrides_raise_value_error(item: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        C.apply_overrides(C.load("cartpole"), [item])
+
+
+def test_resolved_config_round_trips(tmp_path) -> None:
+    cfg = C.apply_overrides(C.load("cartpole"), ["ppo.lr=0.02"])
+    C.save(cfg, tmp_path / "config.toml")
+    assert tomllib.loads((tmp_path / "config.toml").read_text()) == cfg
+
+
+def test_every_shipped_config_loads() -> None:
+    for name in C.config_names():
+        cfg = C.load(name)
+        assert cfg["env"]["name"] == name
+        assert {"env", "pool", "ppo", "policy", "train"} <= set(cfg)
+
+
+def test_cli_reports_bad_override_and_exits_nonzero(tmp_path, capsys) -> None:
+    code = main(["train", "--env", "cartpole", "--run-dir", str(tmp_path / "run"), "--set", "ppo.nope=1"])
+    assert code == 2
+    assert "ppo.nope" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,67 @@
+"""Policies: LSTM state resets on episode end, replay from the stored state, grid CNN shapes."""
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+
+from actors import SerialPool
+from learner.policy import Policy
+from learner.rollout import Rollout
+
+
+def _lstm_policy() -> Policy:
+    torch.manual_seed(0)
+    space = gymnasium.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    return Policy(space, gymnasium.spaces.Discrete(2), kind="mlp", hidden=16, lstm=True, lstm_hidden=8)
+
+
+def test_lstm_state_zeroed_only_for_rows_that_ended() -> None:
+    policy = _lstm_policy()
+    obs = torch.randn(3, 4)
+    state = (torch.randn(1, 3, 8), torch.randn(1, 3, 8))
+    starts = torch.tensor([False, True, False])
+    _, _, _, after = policy.act(obs, state, starts)
+    _, _, _, fresh = policy.act(obs, policy.initial_state(3), torch.zeros(3, dtype=torch.bool))
+    _, _, _, kept = policy.act(obs, state, torch.zeros(3, dtype=torch.bool))
+    # The ended row behaves exactly as from a zero state, the others as from their own state.
+    torch.testing.assert_close(after[0][:, 1], fresh[0][:, 1], rtol=0, atol=0)
+    torch.testing.assert_close(after[0][:, [0, 2]], kept[0][:, [0, 2]], rtol=0, atol=0)
+    assert not torch.equal(after[0][:, 1], kept[0][:, 1])
+
+
+def test_rollout_replay_from_stored_state_reproduces_collection() -> None:
+    policy = _lstm_policy()
+    pool = SerialPool("cartpole", num_envs=6, seed=3)
+    rollout = Rollout(policy, pool, num_steps=40, device=torch.device("cpu"))
+    rollout.restart(3)
+    rollout.collect()  # random-ish policy: many episodes end within 40 steps
+    rollout.collect()  # second rollout starts from a carried-over, non-zero LSTM state
+    assert rollout.starts[1:].any(), "the test needs episode ends inside the rollout"
+    assert rollout.state0[0].abs().sum() > 0
+    b = rollout.batch()
+    with torch.no_grad():
+        logprobs, _, values = policy(b["obs"], b["actions"], b["state"], b["starts"])
+    torch.testing.assert_close(logprobs, b["logprobs"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(values, b["values"], rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # replaying from a zero state instead gives different values
+        _, _, wrong = policy(b["obs"], b["actions"], policy.initial_state(6), b["starts"])
+    assert not torch.allclose(wrong, b["values"], atol=1e-5)
+    pool.close()
+
+
+def test_grid_cnn_on_int8_window() -> None:
+    space = gymnasium.spaces.Box(-1, 5, (11, 11), np.int8)
+    policy = Policy(space, gymnasium.spaces.Discrete(4), kind="cnn", hidden=32)
+    obs = torch.randint(-1, 6, (5, 11, 11), dtype=torch.int8)
+    actions, logprobs, values, _ = policy.act(obs, None, torch.zeros(5, dtype=torch.bool))
+    assert actions.shape == logprobs.shape == values.shape == (5,)
+    assert int(actions.max()) < 4
+    greedy, _ = policy.greedy(obs, None, torch.zeros(5, dtype=torch.bool))
+    assert greedy.shape == (5,)
+
+
+def test_bad_policy_kind_is_named() -> None:
+    space = gymnasium.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    with pytest.raises(ValueError, match="policy.kind"):
+        Policy(space, gymnasium.spaces.Discrete(2), kind="transformer")
