@@ -270,6 +270,16 @@ class ActorPool:
         """The actor processes' pids (for monitoring, and for tests that kill them)."""
         return [p.pid if p is not None else None for p in self._procs]
 
+    @property
+    def arena_path(self) -> Any:
+        """The /dev/shm file holding every buffer (removed on close)."""
+        return self._arena.path if self._arena is not None else None
+
+    @property
+    def socket_dir(self) -> Any:
+        """The private (0700) directory of the control socket (removed on close)."""
+        return self._dir
+
     def env_slice(self, actor: int) -> tuple[int, int]:
         """Global env indices [lo, hi) that actor ``actor`` steps."""
         return actor * self.envs_per_actor, (actor + 1) * self.envs_per_actor
@@ -344,18 +354,22 @@ class ActorPool:
         while True:
             self._drain()
             late = [k for k in actors if self._pending[k]]
-            if not late:
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                k = late[0]
-                self._failure = ActorError(
-                    k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)"
-                )
-                raise self._failure
-            events = self._poller().poll(min(remaining, 0.25) * 1000)
-            if len(events) > 1 or (events and events[0][0] is not self._router) or not events:
+            wait_s = 0.0
+            if late:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    k = late[0]
+                    self._failure = ActorError(
+                        k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)"
+                    )
+                    raise self._failure
+                wait_s = min(remaining, 0.25)
+            # Even when the batch is complete, one zero-timeout poll sees any actor that died.
+            events = self._poller().poll(wait_s * 1000)
+            if any(item is not self._router for item, _ in events) or (late and not events):
                 self._check_alive()  # a sentinel fired, or a quiet quarter second passed
+            elif not late:
+                return
 
     def _poller(self) -> zmq.Poller:
         """The router plus every actor's sentinel (readable once it exits); rebuilt on restart."""
