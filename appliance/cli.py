@@ -36,23 +36,38 @@ def build_parser() -> argparse.ArgumentParser:
     targets = bench.add_subparsers(dest="target", metavar="TARGET", required=True)
     bench_envs = targets.add_parser("envs", help="raw native env step throughput on one pinned core")
     bench_envs.add_argument("--env", help="one env (default: every native env)")
-    bench_envs.add_argument("--seconds", type=_positive_float, default=1.0, help="seconds per run (default 1)")
-    bench_envs.add_argument("--runs", type=_positive_int, default=5, help="runs per env; the median is reported (default 5)")
+    bench_envs.add_argument("--seconds", type=_positive_float, default=1.0,
+                            help="seconds per run (default 1)")
+    bench_envs.add_argument("--runs", type=_positive_int, default=5,
+                            help="runs per env; the median is reported (default 5)")
     bench_envs.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
     bench_envs.set_defaults(func=cmd_bench_envs)
+    bench_actors = targets.add_parser("actors", help="actor pool vs the raw C loop, EnvPool and Gymnasium")
+    bench_actors.add_argument("--env", default="cartpole", help="env to step (default cartpole)")
+    bench_actors.add_argument("--seconds", type=_positive_float, default=1.0,
+                              help="seconds per run (default 1)")
+    bench_actors.add_argument("--runs", type=_positive_int, default=5,
+                              help="runs per entry; the median is reported (default 5)")
+    bench_actors.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
+    bench_actors.add_argument("--autotune", action="store_true",
+                              help="measure candidate layouts for --env and save the fastest "
+                                   "for `appliance train`")
+    bench_actors.set_defaults(func=cmd_bench_actors)
     return parser
 
 
 def cmd_envs(args: argparse.Namespace, console: Console) -> int:
-    import envs
     from rich.table import Table
+
+    import envs
 
     out = Table(title="environments")
     for column in ("name", "observation space", "action space", "agents per env"):
         out.add_column(column)
     for name in envs.names():
         env = envs.make(name, num_envs=1)
-        out.add_row(name, str(env.single_observation_space), str(env.single_action_space), str(env.num_agents))
+        spaces = (str(env.single_observation_space), str(env.single_action_space))
+        out.add_row(name, *spaces, str(env.num_agents))
         env.close()
     console.print(out)
     return 0
@@ -66,6 +81,20 @@ def cmd_bench_envs(args: argparse.Namespace, console: Console) -> int:
     if args.env is not None and args.env not in envs.names():
         raise ValueError(f"unknown env '{args.env}' (known: {', '.join(envs.names())})")
     bench_envs.run(args.env, args.seconds, args.runs, args.json, console)
+    return 0
+
+
+def cmd_bench_actors(args: argparse.Namespace, console: Console) -> int:
+    import envs
+
+    from .bench import actors as bench_actors
+
+    if args.env not in envs.names():
+        raise ValueError(f"unknown env '{args.env}' (known: {', '.join(envs.names())})")
+    if args.autotune:
+        bench_actors.tune(args.env, args.seconds, args.runs, args.json, console)
+    else:
+        bench_actors.run(args.env, args.seconds, args.runs, args.json, console)
     return 0
 
 
