@@ -151,11 +151,12 @@ class ActorPool:
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._procs: list[Any] = [None] * num_actors
         self._poll_cache: zmq.Poller | None = None
+        self._exit_fds: list[Any] = [None] * num_actors
         self._closed = False
         arenas: list[Arena] = []
         # Runs on close(), on garbage collection and at interpreter exit (Ctrl-C included).
         self._finalizer = weakref.finalize(
-            self, _cleanup, self._router, self._zmq, self._procs, self._dir, arenas
+            self, _cleanup, self._router, self._zmq, self._procs, self._dir, arenas, self._exit_fds
         )
         try:
             self._endpoint = f"ipc://{self._dir}/control"
@@ -314,7 +315,14 @@ class ActorPool:
         )
         proc = _context().Process(target=main, args=(cfg,), name=f"appliance-actor-{k}", daemon=True)
         proc.start()
+        old, old_proc = self._exit_fds[k], self._procs[k]
         self._procs[k] = proc
+        try:
+            self._exit_fds[k] = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):  # no pidfd (old kernel): the fork server's sentinel
+            self._exit_fds[k] = proc.sentinel
+        if old is not None and old != old_proc.sentinel:
+            _close_fd(old)  # the replaced actor's pidfd
         self._poll_cache = None
         self._pending[k] = True
         self._tracebacks.pop(k, None)
@@ -366,21 +374,25 @@ class ActorPool:
                 wait_s = min(remaining, 0.25)
             # Even when the batch is complete, one zero-timeout poll sees any actor that died.
             events = self._poller().poll(wait_s * 1000)
-            if any(item is not self._router for item, _ in events) or (late and not events):
-                self._check_alive()  # a sentinel fired, or a quiet quarter second passed
+            fired = [item for item, _ in events if item is not self._router]
+            if fired or (late and not events):
+                self._check_alive(fired)  # an actor exited, or a quiet quarter second passed
             elif not late:
                 return
 
     def _poller(self) -> zmq.Poller:
-        """The router plus every actor's sentinel (readable once it exits); rebuilt on restart."""
+        """The router plus a pidfd per actor (readable the moment it exits); rebuilt on restart."""
         if self._poll_cache is None:
             self._poll_cache = zmq.Poller()
             self._poll_cache.register(self._router, zmq.POLLIN)
-            for proc in self._procs:
-                self._poll_cache.register(proc.sentinel, zmq.POLLIN)
+            for k in range(self.num_actors):
+                self._poll_cache.register(self._exit_fds[k], zmq.POLLIN)
         return self._poll_cache
 
-    def _check_alive(self) -> None:
+    def _check_alive(self, fired: list[int] | None = None) -> None:
+        for fd in fired or ():
+            # The kernel says it exited; the fork server reports the status a moment later.
+            self._procs[self._exit_fds.index(fd)].join(1.0)
         for k, proc in enumerate(self._procs):
             if proc.exitcode is None:
                 continue
@@ -401,7 +413,16 @@ class ActorPool:
             self._start(k, actor_seed(self._seed, k, self._generation[k]), restarted=True)
 
 
-def _cleanup(router: zmq.Socket, context: zmq.Context, procs: list, directory: Any, arenas: list) -> None:
+def _close_fd(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _cleanup(
+    router: zmq.Socket, context: zmq.Context, procs: list, directory: Any, arenas: list, exit_fds: list
+) -> None:
     """Every exit path ends here: actors stopped, sockets closed, arena and socket dir removed."""
     deadline = time.monotonic() + 1.0
     for proc in procs:
@@ -411,6 +432,9 @@ def _cleanup(router: zmq.Socket, context: zmq.Context, procs: list, directory: A
         if proc is not None and proc.exitcode is None:
             proc.kill()
             proc.join(1.0)
+    for proc, fd in zip(procs, exit_fds, strict=True):
+        if fd is not None and proc is not None and fd != proc.sentinel:
+            _close_fd(fd)
     router.close(linger=0)
     context.term()
     for arena in arenas:
