@@ -86,9 +86,10 @@ def main(cfg: ActorConfig) -> None:
     try:
         _serve(cfg, sock, parent)
     except BaseException:
-        # Tell the pool why before dying; the linger lets the message leave.
+        # Tell the pool why before dying: term() waits (up to the linger) until the message left.
         sock.send_multipart([b"E", traceback.format_exc().encode()])
         sock.close(linger=1000)
+        context.term()
         os._exit(1)
     sock.close(linger=0)
     context.term()
