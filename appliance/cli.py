@@ -56,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench_envs.add_argument("--runs", type=_positive_int, default=5, help="runs per env, median reported (default 5)")
     bench_envs.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
     bench_envs.set_defaults(func=cmd_bench_envs)
+    bench_actors = targets.add_parser("actors", help="actor pool vs the raw C loop, EnvPool and Gymnasium")
+    bench_actors.add_argument("--env", default="cartpole", help="env to step (default cartpole)")
+    bench_actors.add_argument("--seconds", type=_positive_float, default=1.0,
+                              help="seconds per run (default 1)")
+    bench_actors.add_argument("--runs", type=_positive_int, default=5,
+                              help="runs per entry; the median is reported (default 5)")
+    bench_actors.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
+    bench_actors.add_argument("--autotune", action="store_true",
+                              help="measure candidate layouts for --env and save the fastest "
+                                   "for `appliance train`")
+    bench_actors.set_defaults(func=cmd_bench_actors)
     report = targets.add_parser("report", help="render bench JSON files as a markdown table")
     report.add_argument("json", nargs="+", metavar="JSON", help="files written by `appliance bench ... --json`")
     report.add_argument("--update", metavar="README", help="rewrite the table between the README's bench markers")
@@ -105,7 +116,8 @@ def cmd_envs(args: argparse.Namespace, console: Console) -> int:
         out.add_column(column)
     for name in envs.names():
         env = envs.make(name, num_envs=1)
-        out.add_row(name, str(env.single_observation_space), str(env.single_action_space), str(env.num_agents))
+        spaces = (str(env.single_observation_space), str(env.single_action_space))
+        out.add_row(name, *spaces, str(env.num_agents))
         env.close()
     console.print(out)
     return 0
@@ -189,6 +201,20 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     result = evaluate(args.run_dir, args.episodes)
     console.print(f"mean return {result['mean_return']:.2f} over {result['episodes']} episodes "
                   f"(checkpoint {result['checkpoint']}, update {result['updates']})", highlight=False)
+    return 0
+
+
+def cmd_bench_actors(args: argparse.Namespace, console: Console) -> int:
+    import envs
+
+    from .bench import actors as bench_actors
+
+    if args.env not in envs.names():
+        raise ValueError(f"unknown env '{args.env}' (known: {', '.join(envs.names())})")
+    if args.autotune:
+        bench_actors.tune(args.env, args.seconds, args.runs, args.json, console)
+    else:
+        bench_actors.run(args.env, args.seconds, args.runs, args.json, console)
     return 0
 
 

@@ -1,0 +1,127 @@
+"""Pick the fastest pool layout for an env on this machine, and remember it.
+
+``appliance bench actors --autotune --env NAME`` measures candidate layouts with
+:func:`pool_rates` and saves the winner with :func:`save`; ``appliance train`` asks
+:func:`load` for it. The cache is one JSON file keyed by env name, then core count,
+since the best layout depends on both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import envs
+
+from .pool import ActorPool
+
+LAYOUT_KEYS = ("num_envs", "num_actors", "batch_size")
+
+
+def cache_path() -> Path:
+    """$XDG_CACHE_HOME/appliance/autotune.json (default ~/.cache/appliance/autotune.json)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "appliance" / "autotune.json"
+
+
+def _cores(cores: int | None) -> str:
+    return str(cores if cores is not None else len(os.sched_getaffinity(0)))
+
+
+def _read() -> dict[str, Any]:
+    try:
+        data = json.loads(cache_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load(env_name: str, cores: int | None = None) -> dict[str, int] | None:
+    """The saved layout (``num_envs``, ``num_actors``, ``batch_size``) for this env and core count."""
+    entry = _read().get(env_name, {}).get(_cores(cores))
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), int) for k in LAYOUT_KEYS):
+        return None
+    return {k: entry[k] for k in LAYOUT_KEYS}
+
+
+def save(env_name: str, layout: dict[str, Any], cores: int | None = None) -> Path:
+    """Stores ``layout`` (plus any measurement fields) atomically; returns the file."""
+    missing = [k for k in LAYOUT_KEYS if k not in layout]
+    if missing:
+        raise ValueError(f"layout is missing '{missing[0]}'")
+    data = _read()
+    data.setdefault(env_name, {})[_cores(cores)] = dict(layout)
+    path = cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def step_seconds(env: str, num_envs: int = 1024, seconds: float = 0.2, **params: Any) -> float:
+    """Seconds one env instance takes per step on this core (the raw C loop)."""
+    e = envs.make(env, num_envs=num_envs, seed=0, **params)
+    try:
+        e.step()
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            e.step_n(16)
+            steps += 16
+        return (time.perf_counter() - start) / (steps * num_envs)
+    finally:
+        e.close()
+
+
+def candidates(num_cores: int, env_step_s: float) -> list[dict[str, int]]:
+    """Layouts worth measuring: 1x and 2x actors per core, per-actor work of ~0.1-1 ms, sync and async."""
+    out = []
+    for per_core in (1, 2):
+        actors = num_cores * per_core
+        for target_s in (1e-4, 3e-4, 1e-3):
+            per_actor = 1 << max(4, min(16, round(np.log2(max(1.0, target_s / env_step_s)))))
+            num_envs = per_actor * actors
+            for groups in ((1, 2) if actors % 2 == 0 else (1,)):
+                layout = {"num_envs": num_envs, "num_actors": actors, "batch_size": num_envs // groups}
+                if layout not in out:
+                    out.append(layout)
+    return out
+
+
+def pool_rates(
+    env: str | Callable[..., Any],
+    layout: dict[str, int],
+    seconds: float,
+    runs: int,
+    on_run: Callable[[], None] | None = None,
+    **params: Any,
+) -> list[float]:
+    """Agent-steps/s of ``runs`` timed recv/send loops with constant actions (a no-op policy)."""
+    sizes = (layout["num_envs"], layout["num_actors"], layout["batch_size"])
+    with ActorPool(env, *sizes, seed=0, **params) as pool:
+        space = pool.single_action_space
+        actions = np.stack([space.sample() for _ in range(pool.batch_rows)])
+        pool.async_reset(0)
+        for _ in range(2 * pool.num_groups):  # warm up: every group once around
+            pool.recv()
+            pool.send(actions)
+        rates = []
+        for _ in range(runs):
+            done, start = 0, time.perf_counter()
+            while True:
+                pool.recv()
+                pool.send(actions)
+                done += pool.batch_rows
+                now = time.perf_counter()
+                if now - start >= seconds:
+                    break
+            rates.append(done / (now - start))
+            if on_run:
+                on_run()
+        return rates

@@ -1,0 +1,442 @@
+"""ActorPool: core-pinned actor processes stepping envs into one shared-memory arena.
+
+Same surface as :class:`actors.serial.SerialPool` (see there). Envs are split into
+``num_envs // batch_size`` groups of whole actors; after ``async_reset`` every group
+steps, ``recv`` returns the groups in turn (round-robin, so a run is reproducible for
+a given layout) while the others step, and ``send`` writes the group's actions into
+the arena and wakes its actors. With one group the pool is synchronous.
+
+Processes come from the ``forkserver`` context: forking the caller directly is unsafe
+once it runs threads (ZeroMQ's I/O thread, torch's pools), and ``spawn`` re-imports
+numpy and gymnasium for every actor and every restart. The fork server is a clean,
+single-threaded process with ``envs`` and ``zmq`` preloaded, so a restart takes
+milliseconds. It exits when the caller dies, and actors die with it (PDEATHSIG).
+
+Actor ``k`` seeds its envs with :func:`actor_seed` ``(seed, k)``; actor 0 uses ``seed``
+itself, so a one-actor pool steps exactly like ``envs.make(env, num_envs, seed)``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import zmq
+
+from .actions import check_actions
+from .arena import Arena, private_dir, sweep_stale
+from .worker import ActorConfig, main, make_env
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+class ActorError(RuntimeError):
+    """An actor died or stopped answering; names it, its env slice and why."""
+
+    def __init__(self, actor: int, envs: tuple[int, int], status: str, traceback: str | None = None) -> None:
+        self.actor, self.envs, self.status, self.traceback = actor, envs, status, traceback
+        text = f"actor {actor} (envs {envs[0]}:{envs[1]}) {status}"
+        if traceback:
+            text += "\n--- actor traceback ---\n" + traceback.rstrip()
+        super().__init__(text)
+
+
+def actor_seed(seed: int, actor: int, generation: int = 0) -> int:
+    """Seed of actor ``actor``'s envs: ``seed`` itself for actor 0, generation 0."""
+    mixed = (seed + actor * _GOLDEN) & _MASK64
+    if generation:
+        mixed = (mixed ^ ((generation * 0xBF58476D1CE4E5B9) & _MASK64)) & _MASK64
+    return mixed
+
+
+def exit_status(exitcode: int | None) -> str:
+    """'killed by SIGSEGV', 'exited with code 1', ... for a process's exit code."""
+    if exitcode is None:
+        return "is running"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
+def validate_layout(num_envs: int, num_actors: int, batch_size: int) -> int:
+    """Checks the layout; returns envs per actor."""
+    for name, value in (("num_envs", num_envs), ("num_actors", num_actors), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    if num_envs % num_actors:
+        raise ValueError(f"num_envs ({num_envs}) must be divisible by num_actors ({num_actors})")
+    per_actor = num_envs // num_actors
+    if batch_size % per_actor or num_envs % batch_size:
+        raise ValueError(
+            f"batch_size ({batch_size}) must be a multiple of the envs per actor ({per_actor}) "
+            f"that divides num_envs ({num_envs})"
+        )
+    return per_actor
+
+
+_CONTEXT: Any = None
+
+
+def _context() -> Any:
+    global _CONTEXT
+    if _CONTEXT is None:
+        _CONTEXT = multiprocessing.get_context("forkserver")
+        _CONTEXT.set_forkserver_preload(["numpy", "zmq", "envs", "actors.worker"])
+    return _CONTEXT
+
+
+class ActorPool:
+    """Actor processes pinned to cores, stepping envs in place, signalled over ZeroMQ."""
+
+    def __init__(
+        self,
+        env: str | Callable[..., Any],
+        num_envs: int,
+        num_actors: int,
+        batch_size: int | None = None,
+        seed: int = 0,
+        *,
+        cores: list[int] | None = None,
+        restart: bool = False,
+        timeout: float = 10.0,
+        **params: Any,
+    ) -> None:
+        batch_size = num_envs if batch_size is None else batch_size
+        self.envs_per_actor = validate_layout(num_envs, num_actors, batch_size)
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        allowed = sorted(os.sched_getaffinity(0))
+        cores = allowed if cores is None else list(cores)
+        if not cores or any(c not in allowed for c in cores):
+            raise ValueError(f"cores must be a non-empty subset of the allowed cores {allowed}, got {cores}")
+        self.num_envs, self.num_actors, self.batch_size = num_envs, num_actors, batch_size
+        self.num_groups = num_envs // batch_size
+        self.actors_per_group = batch_size // self.envs_per_actor
+        self.cores = [cores[k % len(cores)] for k in range(num_actors)]
+        self.restart, self.timeout, self.restarts = restart, float(timeout), 0
+        self._env, self._params, self._seed = env, params, seed
+        self._closed = True  # until every resource exists
+
+        # One env in this process tells the buffers' per-env shapes and the spaces.
+        probe = make_env(env, 1, seed, None, params)
+        try:
+            per_env = {name: (a.shape, a.dtype) for name, a in probe.buffers.items()}
+            self.single_observation_space = probe.single_observation_space
+            self.single_action_space = probe.single_action_space
+            self.agents_per_env = probe.num_agents
+        finally:
+            probe.close()
+        self.num_agents = num_envs * self.agents_per_env
+        self.batch_rows = batch_size * self.agents_per_env
+        spec = {name: ((shape[0] * num_envs, *shape[1:]), dtype) for name, (shape, dtype) in per_env.items()}
+
+        sweep_stale()
+        self._dir = private_dir()
+        self._arena: Arena | None = None
+        self._zmq = zmq.Context(1)
+        self._router = self._zmq.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._procs: list[Any] = [None] * num_actors
+        self._poll_cache: zmq.Poller | None = None
+        self._exit_fds: list[Any] = [None] * num_actors
+        self._closed = False
+        arenas: list[Arena] = []
+        # Runs on close(), on garbage collection and at interpreter exit (Ctrl-C included).
+        self._finalizer = weakref.finalize(
+            self, _cleanup, self._router, self._zmq, self._procs, self._dir, arenas, self._exit_fds
+        )
+        try:
+            self._endpoint = f"ipc://{self._dir}/control"
+            self._router.bind(self._endpoint)
+            self._arena = Arena.create(spec)
+            arenas.append(self._arena)
+            self.buffers = self._arena.buffers
+            self._rows = {
+                name: a.shape[0] // num_envs for name, a in self.buffers.items()
+            }  # rows per env
+            self._generation = [0] * num_actors
+            self._pending = [False] * num_actors
+            self._tracebacks: dict[int, str] = {}
+            self._stats_sum: dict[str, float] = {}
+            self._episodes = 0
+            for k in range(num_actors):
+                self._start(k, actor_seed(seed, k), restarted=False)
+            self._wait(range(num_actors), time.monotonic() + max(self.timeout, 30.0))
+        except BaseException:
+            self.close()
+            raise
+        self._groups = []
+        for g in range(self.num_groups):
+            lo, hi = g * batch_size, (g + 1) * batch_size
+            views = {name: a[lo * self._rows[name]:hi * self._rows[name]] for name, a in self.buffers.items()}
+            env_ids = np.arange(lo * self.agents_per_env, hi * self.agents_per_env)
+            self._groups.append((views, env_ids))
+        self._next = 0
+        self._held: int | None = None
+        self._reset_done = False
+        self._failure: ActorError | None = None
+
+    # ---- the pool interface ------------------------------------------------
+
+    def async_reset(self, seed: int | None = None) -> None:
+        """Reseeds every actor's envs (actor k from ``actor_seed(seed, k)``); all groups step."""
+        self._check_open()
+        self._wait(range(self.num_actors), time.monotonic() + self.timeout)
+        seed = self._seed if seed is None else seed
+        self._seed = seed
+        for k in range(self.num_actors):
+            self._signal(k, b"R" + (actor_seed(seed, k) & _MASK64).to_bytes(8, "little"))
+        self._next, self._held, self._reset_done = 0, None, True
+        self._stats_sum, self._episodes = {}, 0
+
+    def recv(self) -> tuple[np.ndarray, ...]:
+        """Waits for the next group (in turn); returns views into the arena valid until ``send``."""
+        self._check_open()
+        if not self._reset_done or self._held is not None:
+            raise RuntimeError("recv() needs async_reset() first, then one send() per recv()")
+        g = self._next
+        self._wait(self._group_actors(g), time.monotonic() + self.timeout)
+        self._held = g
+        v, env_ids = self._groups[g]
+        return v["observations"], v["rewards"], v["terminals"], v["truncations"], v["masks"], env_ids
+
+    def send(self, actions: np.ndarray) -> None:
+        """Checks ``actions`` for the group last received, writes them into the arena, wakes its actors."""
+        self._check_open()
+        if self._held is None:
+            raise RuntimeError("send() must follow recv()")
+        g = self._held
+        target = self._groups[g][0]["actions"]
+        actions = check_actions(actions, self.single_action_space, target.shape)
+        np.copyto(target, actions, casting="unsafe")
+        for k in self._group_actors(g):
+            self._signal(k, b"S")
+        self._held = None
+        self._next = (g + 1) % self.num_groups
+
+    @property
+    def final_observations(self) -> np.ndarray:
+        """The last received group's final observations (meaningful where ``truncations`` is set)."""
+        g = self._held if self._held is not None else (self._next - 1) % self.num_groups
+        return self._groups[g][0]["final_observations"]
+
+    def episode_stats(self) -> dict[str, float]:
+        """Means over episodes finished since the last call, across all actors."""
+        out: dict[str, float] = {"episodes": self._episodes}
+        if self._episodes:
+            out.update({key: total / self._episodes for key, total in self._stats_sum.items()})
+        self._stats_sum, self._episodes = {}, 0
+        return out
+
+    def close(self) -> None:
+        """Stops the actors and removes the arena and the socket directory; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        for k, proc in enumerate(self._procs):
+            if proc is not None and proc.exitcode is None:
+                try:
+                    self._router.send_multipart([b"%d:%d" % (k, self._generation[k]), b"Q"], zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass  # gone already; the cleanup kills what is left
+        self._finalizer()
+
+    def __enter__(self) -> ActorPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"ActorPool({self._env!r}, num_envs={self.num_envs}, num_actors={self.num_actors}, "
+            f"batch_size={self.batch_size}, cores={sorted(set(self.cores))})"
+        )
+
+    @property
+    def pids(self) -> list[int | None]:
+        """The actor processes' pids (for monitoring, and for tests that kill them)."""
+        return [p.pid if p is not None else None for p in self._procs]
+
+    @property
+    def arena_path(self) -> Any:
+        """The /dev/shm file holding every buffer (removed on close)."""
+        return self._arena.path if self._arena is not None else None
+
+    @property
+    def socket_dir(self) -> Any:
+        """The private (0700) directory of the control socket (removed on close)."""
+        return self._dir
+
+    def env_slice(self, actor: int) -> tuple[int, int]:
+        """Global env indices [lo, hi) that actor ``actor`` steps."""
+        return actor * self.envs_per_actor, (actor + 1) * self.envs_per_actor
+
+    # ---- machinery -----------------------------------------------------------
+
+    def _group_actors(self, g: int) -> range:
+        return range(g * self.actors_per_group, (g + 1) * self.actors_per_group)
+
+    def _check_open(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._closed:
+            raise RuntimeError("the pool is closed")
+
+    def _start(self, k: int, seed: int, restarted: bool) -> None:
+        lo, hi = self.env_slice(k)
+        cfg = ActorConfig(
+            index=k,
+            generation=self._generation[k],
+            endpoint=self._endpoint,
+            arena_path=self._arena.path,
+            spec=self._arena.spec,
+            rows={name: (lo * r, hi * r) for name, r in self._rows.items()},
+            env=self._env,
+            num_envs=self.envs_per_actor,
+            seed=seed,
+            core=self.cores[k],
+            owner_pid=os.getpid(),
+            restarted=restarted,
+            params=self._params,
+        )
+        proc = _context().Process(target=main, args=(cfg,), name=f"appliance-actor-{k}", daemon=True)
+        proc.start()
+        old, old_proc = self._exit_fds[k], self._procs[k]
+        self._procs[k] = proc
+        try:
+            self._exit_fds[k] = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):  # no pidfd (old kernel): the fork server's sentinel
+            self._exit_fds[k] = proc.sentinel
+        if old is not None and old != old_proc.sentinel:
+            _close_fd(old)  # the replaced actor's pidfd
+        self._poll_cache = None
+        self._pending[k] = True
+        self._tracebacks.pop(k, None)
+
+    def _signal(self, k: int, msg: bytes) -> None:
+        ident = b"%d:%d" % (k, self._generation[k])
+        try:
+            self._router.send_multipart([ident, msg], flags=zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self._check_alive()  # unroutable: it died (or is dying); report or restart it
+            self._pending[k] = True  # if it was not dead yet, the wait's liveness check sees it
+        else:
+            self._pending[k] = True
+
+    def _handle(self, frames: list[bytes]) -> None:
+        actor, _, generation = frames[0].partition(b":")
+        k, gen = int(actor), int(generation)
+        if gen != self._generation[k]:
+            return  # a message from a replaced actor
+        op = frames[1][:1]
+        if op in (b"D", b"H"):
+            self._pending[k] = False
+            if len(frames) > 2:
+                count, means = json.loads(frames[2])
+                self._episodes += count
+                for key, mean in means.items():
+                    self._stats_sum[key] = self._stats_sum.get(key, 0.0) + mean * count
+        elif op == b"E":
+            self._tracebacks[k] = frames[2].decode(errors="replace")
+
+    def _drain(self) -> None:
+        while self._router.poll(0):
+            self._handle(self._router.recv_multipart())
+
+    def _wait(self, actors: range, deadline: float) -> None:
+        """Blocks (no spinning) until ``actors`` have answered; wakes on messages and on deaths."""
+        while True:
+            self._drain()
+            late = [k for k in actors if self._pending[k]]
+            wait_s = 0.0
+            if late:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    k = late[0]
+                    self._failure = ActorError(
+                        k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)"
+                    )
+                    raise self._failure
+                wait_s = min(remaining, 0.25)
+            # Even when the batch is complete, one zero-timeout poll sees any actor that died.
+            events = self._poller().poll(wait_s * 1000)
+            fired = [item for item, _ in events if item is not self._router]
+            if fired or (late and not events):
+                self._check_alive(fired)  # an actor exited, or a quiet quarter second passed
+            elif not late:
+                return
+
+    def _poller(self) -> zmq.Poller:
+        """The router plus a pidfd per actor (readable the moment it exits); rebuilt on restart."""
+        if self._poll_cache is None:
+            self._poll_cache = zmq.Poller()
+            self._poll_cache.register(self._router, zmq.POLLIN)
+            for k in range(self.num_actors):
+                self._poll_cache.register(self._exit_fds[k], zmq.POLLIN)
+        return self._poll_cache
+
+    def _check_alive(self, fired: list[int] | None = None) -> None:
+        for fd in fired or ():
+            # The kernel says it exited; the fork server reports the status a moment later.
+            self._procs[self._exit_fds.index(fd)].join(1.0)
+        for k, proc in enumerate(self._procs):
+            if proc.exitcode is None:
+                continue
+            if proc.exitcode > 0 and k not in self._tracebacks:
+                # The traceback was sent before the exit: give it a moment to arrive.
+                end = time.monotonic() + 0.3
+                while k not in self._tracebacks and time.monotonic() < end:
+                    if self._router.poll(50):
+                        self._drain()
+            if not self.restart:
+                self._failure = ActorError(
+                    k, self.env_slice(k), exit_status(proc.exitcode), self._tracebacks.get(k)
+                )
+                raise self._failure
+            proc.join(0)
+            self.restarts += 1
+            self._generation[k] += 1
+            self._start(k, actor_seed(self._seed, k, self._generation[k]), restarted=True)
+
+
+def _close_fd(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _cleanup(
+    router: zmq.Socket, context: zmq.Context, procs: list, directory: Any, arenas: list, exit_fds: list
+) -> None:
+    """Every exit path ends here: actors stopped, sockets closed, arena and socket dir removed."""
+    deadline = time.monotonic() + 1.0
+    for proc in procs:
+        if proc is not None:
+            proc.join(max(0.0, deadline - time.monotonic()))
+    for proc in procs:
+        if proc is not None and proc.exitcode is None:
+            proc.kill()
+            proc.join(1.0)
+    for proc, fd in zip(procs, exit_fds, strict=True):
+        if fd is not None and proc is not None and fd != proc.sentinel:
+            _close_fd(fd)
+    router.close(linger=0)
+    context.term()
+    for arena in arenas:
+        arena.close()
+    shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,62 @@
+"""`appliance bench actors` smoke runs (tiny settings) and the autotune cache API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from actors import autotune
+from appliance.cli import main
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "appliance" / "autotune.json"
+
+
+def test_bench_actors_writes_medians_and_layouts(tmp_path: Path) -> None:
+    out = tmp_path / "actors.json"
+    assert main(["bench", "actors", "--seconds", "0.02", "--runs", "1", "--json", str(out)]) == 0
+    records = json.loads(out.read_text())
+    names = [r["name"] for r in records]
+    assert names[0] == "raw C loop, 1 core" and "pool, 1 actors" in names
+    for r in records:
+        assert r["bench"] == "actors" and r["steps_per_second"] > 0 and len(r["runs"]) == 1
+        assert {"num_envs", "num_actors", "batch_size", "cores"} <= set(r)
+
+
+def test_autotune_saves_the_fastest_layout_for_load(tmp_path: Path, private_cache: Path) -> None:
+    assert autotune.load("cartpole") is None
+    out = tmp_path / "tune.json"
+    assert main(["bench", "actors", "--autotune", "--env", "cartpole", "--seconds", "0.02", "--runs", "1",
+                 "--json", str(out)]) == 0
+    records = json.loads(out.read_text())
+    best = max(records, key=lambda r: r["steps_per_second"])
+    layout = autotune.load("cartpole")
+    assert layout == {k: best[k] for k in autotune.LAYOUT_KEYS}
+    assert private_cache.exists()
+    assert autotune.load("cartpole", cores=999) is None
+
+
+def test_candidates_are_valid_layouts() -> None:
+    from actors.pool import validate_layout
+
+    for cores in (1, 2, 3, 8):
+        for step_s in (1e-9, 5e-8, 1e-5):
+            layouts = autotune.candidates(cores, step_s)
+            assert layouts
+            for layout in layouts:
+                validate_layout(layout["num_envs"], layout["num_actors"], layout["batch_size"])
+
+
+def test_save_rejects_incomplete_layouts() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        autotune.save("cartpole", {"num_envs": 4, "num_actors": 2})
+
+
+def test_unknown_env_is_one_clear_error(capsys: pytest.CaptureFixture) -> None:
+    assert main(["bench", "actors", "--env", "nope", "--seconds", "0.01"]) == 2
+    assert "unknown env 'nope'" in capsys.readouterr().err

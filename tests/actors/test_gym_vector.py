@@ -1,0 +1,75 @@
+"""The Gymnasium VectorEnv adapter, over a NativeEnv and over an ActorPool."""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+import envs
+from actors import ActorPool
+from actors.gym_vector import GymVectorEnv
+
+
+def rollout(vec: GymVectorEnv, steps: int, seed: int) -> list[tuple]:
+    vec.action_space.seed(seed)
+    obs, info = vec.reset(seed=seed)
+    assert vec.observation_space.contains(obs) and info == {}
+    out = [(obs,)]
+    for _ in range(steps):
+        result = vec.step(vec.action_space.sample())
+        out.append(result)
+    return out
+
+
+def test_native_env_behaves_like_a_vector_env() -> None:
+    vec = GymVectorEnv(envs.make("cartpole", num_envs=4))
+    assert vec.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    assert vec.num_envs == 4 and vec.action_space == gymnasium.spaces.MultiDiscrete([2] * 4)
+    episodes = 0
+    for obs, rewards, terminations, truncations, infos in rollout(vec, 300, seed=3)[1:]:
+        assert vec.observation_space.contains(obs)
+        assert rewards.dtype == np.float64 and terminations.dtype == np.bool_
+        if "episode" in infos:
+            done = infos["_episode"]
+            np.testing.assert_array_equal(done, terminations | truncations)
+            # CartPole pays 1 per step: the return equals the length.
+            np.testing.assert_array_equal(infos["episode"]["r"][done], infos["episode"]["l"][done])
+            assert (infos["episode"]["l"][done] >= 1).all()
+            episodes += int(done.sum())
+    assert episodes > 4
+    vec.close()
+
+
+def test_reset_with_a_seed_is_reproducible() -> None:
+    vec = GymVectorEnv(envs.make("cartpole", num_envs=3))
+    a, b = rollout(vec, 20, seed=9), rollout(vec, 20, seed=9)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x[0], y[0])
+    vec.close()
+
+
+def test_pool_adapter_equals_native_adapter() -> None:
+    native = GymVectorEnv(envs.make("cartpole", num_envs=6))
+    pooled = GymVectorEnv(ActorPool("cartpole", 6, 1, 6, seed=0))
+    try:
+        for x, y in zip(rollout(native, 80, seed=4), rollout(pooled, 80, seed=4), strict=True):
+            for u, v in zip(x[:4], y[:4], strict=True):
+                np.testing.assert_array_equal(u, v)
+    finally:
+        native.close()
+        pooled.close()
+
+
+def test_async_pool_and_bad_actions_are_refused() -> None:
+    with ActorPool("cartpole", 4, 2, 2, seed=0) as pool:
+        with pytest.raises(ValueError, match="synchronous"):
+            GymVectorEnv(pool)
+    vec = GymVectorEnv(envs.make("cartpole", num_envs=2))
+    vec.reset(seed=0)
+    with pytest.raises(ValueError, match="integer dtype"):
+        vec.step(np.array([0.5, 1.0]))
+    with pytest.raises(ValueError, match="out of range"):
+        vec.step(np.array([0, 2]))
+    vec.close()
