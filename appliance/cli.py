@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="base seed (each rank's envs get their own)")
     train.add_argument("--run-dir", help="where checkpoints, config.toml and summary.json go")
     train.add_argument("--resume", action="store_true", help="continue --run-dir from its checkpoint")
+    train.add_argument("--resume-if-present", action="store_true",
+                       help="continue --run-dir if it holds a checkpoint, else start fresh (for restarts)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a config value (repeatable)")
     train.set_defaults(func=cmd_train)
@@ -187,9 +189,10 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
 
     extra = {"train.device": args.device, "train.total_steps": args.total_steps,
              "train.target_return": args.target_return, "train.seed": args.seed}
-    config, run_dir = train.resolve(args.env, args.overrides, args.run_dir, args.resume, extra)
+    resume = train.should_resume(args.run_dir, args.resume, args.resume_if_present)
+    config, run_dir = train.resolve(args.env, args.overrides, args.run_dir, resume, extra)
     console.print(f"training {config['env']['name']} in {run_dir}", highlight=False)
-    summary = train.launch(config, run_dir, args.resume, args.ranks)
+    summary = train.launch(config, run_dir, resume, args.ranks)
     if summary is not None:
         console.print(summary, highlight=False)
     return 0

@@ -27,6 +27,22 @@ def default_env() -> str:
     return "snake" if "snake" in envs.names() else "cartpole"
 
 
+def should_resume(run_dir: str | None, resume: bool, resume_if_present: bool) -> bool:
+    """``--resume`` must continue a run; ``--resume-if-present`` continues one only if it has a checkpoint.
+
+    The second is what a restartable launcher (torchrun with ``--max-restarts``,
+    a Kubernetes pod) passes: the first start trains fresh, every restart picks
+    up the run dir's latest checkpoint.
+    """
+    if resume and resume_if_present:
+        raise ValueError("pass --resume or --resume-if-present, not both")
+    if resume_if_present:
+        if not run_dir:
+            raise ValueError("--resume-if-present needs --run-dir (where a checkpoint may be)")
+        return bool(checkpoint.list_checkpoints(Path(run_dir)))
+    return resume
+
+
 def resolve(
     env: str | None, overrides: list[str], run_dir: str | None, resume: bool, extra: dict[str, Any]
 ) -> tuple[dict[str, Any], Path]:
@@ -37,6 +53,10 @@ def resolve(
         if not run_dir:
             raise ValueError("--resume needs --run-dir (the run to continue)")
         path = Path(run_dir)
+        if not checkpoint.list_checkpoints(path):
+            raise ValueError(
+                f"--resume: run dir {path} holds no checkpoint (use --resume-if-present to start fresh then)"
+            )
         _, state = checkpoint.load_latest(path)
         config = state["config"]
         if env is not None and env != config["env"]["name"]:
@@ -48,7 +68,10 @@ def resolve(
         config = configs.load(env)
         path = Path(run_dir) if run_dir else Path("runs") / f"{env}-{time.strftime('%Y%m%d-%H%M%S')}"
         if checkpoint.list_checkpoints(path):
-            raise ValueError(f"run dir {path} already holds checkpoints; pass --resume or another --run-dir")
+            raise ValueError(
+                f"run dir {path} already holds checkpoints; pass --resume (or --resume-if-present) "
+                "to continue it, or another --run-dir"
+            )
     config = configs.apply_overrides(config, overrides)
     for key, value in extra.items():
         if value is not None:

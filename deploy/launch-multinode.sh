@@ -7,7 +7,10 @@
 # Environment: NNODES (required), RDZV_HOST host:port of the rendezvous (required),
 # NPROC_PER_NODE (default: GPUs on this node, else 1), RUN_ID (default: appliance),
 # MAX_RESTARTS (default 3: a failed rank restarts the group, which resumes from
-# the last checkpoint). Extra arguments go to `appliance train`.
+# the last checkpoint). RUN_DIR (default runs/$RUN_ID) must be storage every node
+# shares: rank 0 writes the checkpoints and every rank reads them on a restart.
+# --resume-if-present makes the first start train fresh and every restart (or a
+# rerun of this script) continue. Extra arguments go to `appliance train`.
 set -euo pipefail
 : "${NNODES:?set NNODES to the number of nodes}"
 : "${RDZV_HOST:?set RDZV_HOST to host:port of the rendezvous endpoint}"
@@ -22,4 +25,4 @@ exec torchrun \
   --rdzv-endpoint="$RDZV_HOST" \
   --rdzv-id="${RUN_ID:-appliance}" \
   --max-restarts="${MAX_RESTARTS:-3}" \
-  -m appliance train --run-dir "$RUN_DIR" --resume "$@"
+  -m appliance train --run-dir "$RUN_DIR" --resume-if-present "$@"

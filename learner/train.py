@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from collections import deque
 from datetime import timedelta
@@ -158,6 +159,9 @@ def _train(
                 raise ValueError(f"{path} was written by {len(rngs)} ranks; this run has {world}")
             checkpoint.set_rng_state(rngs[rank])
             window = ReturnWindow(items=state.get("returns", [])[rank] if state.get("returns") else None)
+            _agree_on_resume(path, updates, world)
+            print(f"rank {rank} resumed from {path} (update {updates}, agent steps {agent_steps})",
+                  file=sys.stderr, flush=True)
         model: torch.nn.Module = policy
         if world > 1:
             model = torch.nn.parallel.DistributedDataParallel(
@@ -256,6 +260,7 @@ def _train(
             "wall_seconds": wall,
             "mean_return": None if math.isnan(global_mean) else global_mean,
             "ranks": world,
+            "resumed_from_update": start_updates if resume else None,
             "device": str(device),
             "parameters_sha256": parameters_digest(policy),
         }
@@ -270,6 +275,17 @@ def _train(
         return summary
     finally:
         pool.close()
+
+
+def _agree_on_resume(path: Path, updates: int, world: int) -> None:
+    """Every rank must resume from the same update (a stale shared-storage view would split them)."""
+    if world == 1:
+        return
+    seen: list[Any] = [None] * world
+    dist.all_gather_object(seen, updates)
+    found = sorted(set(seen))
+    if len(found) > 1:
+        raise ValueError(f"ranks resumed from different updates {found} (this rank read {path})")
 
 
 def parameters_digest(model: torch.nn.Module) -> str:
