@@ -113,3 +113,24 @@ def test_scripts_are_executable_bash(script: str) -> None:
     path = ROOT / script
     assert path.stat().st_mode & 0o111
     assert path.read_text().startswith("#!/usr/bin/env bash")
+
+
+def _appliance_args(argv: list[str]) -> list[str]:
+    """What follows ``-m appliance`` in a torchrun command line."""
+    start = next(i for i in range(len(argv) - 1) if argv[i : i + 2] == ["-m", "appliance"])
+    return argv[start + 2 :]
+
+
+def test_restartable_launchers_resume_only_when_a_checkpoint_exists() -> None:
+    """torchrun restarts (and pod restarts) rerun the same command: it must train fresh the first
+    time and continue afterwards, which is --resume-if-present, never --resume."""
+    from appliance.cli import build_parser
+
+    job = yaml.safe_load((ROOT / "deploy/k8s/pytorchjob.yaml").read_text())
+    container = job["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
+    script = (ROOT / "deploy/launch-multinode.sh").read_text().replace("\\\n", " ")
+    line = next(x for x in script.splitlines() if x.strip().startswith("exec torchrun"))
+    for argv in (container["args"], shlex.split(line.replace('"$@"', ""))):
+        args = build_parser().parse_args(_appliance_args(argv))
+        assert args.command == "train" and args.run_dir and args.resume_if_present and not args.resume
+    assert "--max-restarts" in line and job["spec"]["elasticPolicy"]["maxRestarts"] >= 1
