@@ -18,6 +18,9 @@ if [[ -z "${NPROC_PER_NODE:-}" ]]; then
   NPROC_PER_NODE=$(python -c 'import torch; print(max(torch.cuda.device_count(), 1))')
 fi
 RUN_DIR=${RUN_DIR:-runs/${RUN_ID:-appliance}}
+# torchrun otherwise hands every restart round the same worker store, and restarted
+# ranks read the killed ranks' stale gloo/NCCL addresses from it (connection refused).
+export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1
 exec torchrun \
   --nnodes="$NNODES" \
   --nproc-per-node="$NPROC_PER_NODE" \

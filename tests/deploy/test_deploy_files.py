@@ -134,3 +134,6 @@ def test_restartable_launchers_resume_only_when_a_checkpoint_exists() -> None:
         args = build_parser().parse_args(_appliance_args(argv))
         assert args.command == "train" and args.run_dir and args.resume_if_present and not args.resume
     assert "--max-restarts" in line and job["spec"]["elasticPolicy"]["maxRestarts"] >= 1
+    # Without it a restarted round reuses the old worker store and its stale peer addresses.
+    assert "export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in script
+    assert {"name": "TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "value": "1"} in container["env"]

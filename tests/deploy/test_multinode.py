@@ -61,7 +61,9 @@ class Group:
 
     def __init__(self, tmp: Path, run_dir: Path, name: str) -> None:
         port = _free_port()
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        # As deploy/launch-multinode.sh does: a fresh worker store every round, or restarted
+        # ranks read the dead ranks' gloo addresses from the agent's shared store.
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1")
         self.logs = [tmp / f"{name}-agent{k}.log" for k in range(2)]
         self.agents: list[subprocess.Popen] = []
         self.seen: dict[int, psutil.Process] = {}
