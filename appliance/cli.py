@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
                               help="measure candidate layouts for --env and save the fastest "
                                    "for `appliance train`")
     bench_actors.set_defaults(func=cmd_bench_actors)
+    bench_emu = targets.add_parser("emulation", help="emulated envs: pool vs Gymnasium/ALE vectors, pack cost")
+    bench_emu.add_argument("--seconds", type=_positive_float, default=1.0, help="seconds per run (default 1)")
+    bench_emu.add_argument("--runs", type=_positive_int, default=5,
+                           help="runs per entry; the median is reported (default 5)")
+    bench_emu.add_argument("--num-envs", type=_positive_int, default=0,
+                           help="envs of the Dict-observation entries (default 4 per core)")
+    bench_emu.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
+    bench_emu.set_defaults(func=cmd_bench_emulation)
     report = targets.add_parser("report", help="render bench JSON files as a markdown table")
     report.add_argument("json", nargs="+", metavar="JSON", help="files written by `appliance bench ... --json`")
     report.add_argument("--update", metavar="README", help="rewrite the table between the README's bench markers")
@@ -204,6 +212,13 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     result = evaluate(args.run_dir, args.episodes)
     console.print(f"mean return {result['mean_return']:.2f} over {result['episodes']} episodes "
                   f"(checkpoint {result['checkpoint']}, update {result['updates']})", highlight=False)
+    return 0
+
+
+def cmd_bench_emulation(args: argparse.Namespace, console: Console) -> int:
+    from .bench import emulation as bench_emulation
+
+    bench_emulation.run(args.seconds, args.runs, args.json, console, num_envs=args.num_envs)
     return 0
 
 

@@ -47,7 +47,6 @@ def resolve(
     env: str | None, overrides: list[str], run_dir: str | None, resume: bool, extra: dict[str, Any]
 ) -> tuple[dict[str, Any], Path]:
     """The resolved config and the run directory; refuses to overwrite a run unless resuming."""
-    import envs
 
     if resume:
         if not run_dir:
@@ -63,10 +62,11 @@ def resolve(
             raise ValueError(f"--env {env} differs from the run's env {config['env']['name']}")
     else:
         env = env or default_env()
-        if env not in envs.names():
-            raise ValueError(f"unknown env '{env}' (known: {', '.join(envs.names())})")
+        # Shipped TOML, else a generic config from the env's spaces (Gymnasium ids, PettingZoo,
+        # atari/ ROMs); an env that cannot be made is a ValueError from configs.load.
         config = configs.load(env)
-        path = Path(run_dir) if run_dir else Path("runs") / f"{env}-{time.strftime('%Y%m%d-%H%M%S')}"
+        label = env.replace("/", "-").replace(":", "-")
+        path = Path(run_dir) if run_dir else Path("runs") / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"
         if checkpoint.list_checkpoints(path):
             raise ValueError(
                 f"run dir {path} already holds checkpoints; pass --resume (or --resume-if-present) "

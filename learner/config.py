@@ -24,12 +24,25 @@ def config_names() -> list[str]:
 
 
 def load(env_or_path: str) -> Config:
-    """Loads ``learner/configs/NAME.toml`` for an env name, or a TOML file by path."""
+    """Loads ``learner/configs/NAME.toml`` for an env name, or a TOML file by path.
+
+    An env without a shipped TOML (a Gymnasium id such as ``CartPole-v1`` or
+    ``gym:CartPole-v1``, a PettingZoo module, an ``atari/`` ROM) gets the
+    generic config of :mod:`learner.defaults`, derived from its spaces.
+    """
     path = Path(env_or_path)
     if path.suffix != ".toml":
         path = CONFIG_DIR / f"{env_or_path}.toml"
         if not path.exists():
-            raise ValueError(f"no config for env '{env_or_path}' (configs: {', '.join(config_names())})")
+            from .defaults import generic_config
+
+            try:
+                return generic_config(env_or_path)
+            except ValueError as exc:
+                raise ValueError(
+                    f"no config for env '{env_or_path}' (configs: {', '.join(config_names())}), "
+                    f"and no env of that name to derive one from: {exc}"
+                ) from None
     try:
         with path.open("rb") as f:
             return tomllib.load(f)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
+from .heads import to_env
 from .policy import make_policy
 from .pools import make_pool
 
@@ -43,7 +44,7 @@ def evaluate(run_dir: Path, episodes: int = 100, max_steps: int = 100_000) -> di
             obs, _r, term, trunc, _m, _ids = pool.recv()
             starts = torch.from_numpy(np.logical_or(term, trunc))
             actions, state_ = policy.greedy(torch.from_numpy(obs), state_, starts)
-            pool.send(actions.numpy().astype(np.int32))
+            pool.send(to_env(actions))
             stats = pool.episode_stats()
             if stats["episodes"]:
                 done_eps += stats["episodes"]

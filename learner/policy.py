@@ -1,4 +1,12 @@
-"""Actor-critic policies: an MLP for vector observations, a small CNN for int8 grids, an optional LSTM core.
+"""Actor-critic policies built from the env's spaces, with an optional LSTM core.
+
+The encoder follows the observation space (``kind = "auto"``, see
+:func:`encoder_kind`): packed structured rows (``PackedSpace``) and other
+non-Box spaces get :class:`learner.encoders.StructuredEncoder`, uint8 images
+(HxWxC or CxHxW, e.g. Atari's 4x84x84) the Nature CNN, int grids of cell codes
+the small grid CNN, vectors the MLP. The action head follows the action space
+(:mod:`learner.heads`: categorical, factored categoricals, Bernoulli, diagonal
+Gaussian, or one head per leaf of a mixed structured space).
 
 All share one interface so the rollout and PPO never ask which one they hold:
 
@@ -20,7 +28,9 @@ import gymnasium
 import numpy as np
 import torch
 from torch import nn
-from torch.distributions import Categorical
+
+from .encoders import ImageEncoder, StructuredEncoder, image_channels_first
+from .heads import ActionHead
 
 State = tuple[torch.Tensor, torch.Tensor] | None
 
@@ -96,29 +106,63 @@ def _torch_dtype(dtype: Any) -> torch.dtype:
     return torch.from_numpy(np.zeros(1, dtype=dtype)).dtype
 
 
+KINDS = ("auto", "mlp", "cnn", "nature", "structured")
+
+
+def encoder_kind(space: gymnasium.spaces.Space) -> str:
+    """The encoder ``kind = "auto"`` picks for an observation space."""
+    if getattr(space, "layout", None) is not None or not isinstance(space, gymnasium.spaces.Box):
+        return "structured"
+    if space.dtype == np.uint8 and image_channels_first(space.shape) is not None:
+        return "nature"
+    if np.issubdtype(space.dtype, np.integer) and len(space.shape) == 2:
+        return "cnn"
+    return "mlp"
+
+
+class StructuredTrunk(nn.Module):
+    """Per-leaf encoders over the unpacked rows, then one layer to ``hidden`` features."""
+
+    def __init__(self, space: gymnasium.spaces.Space, hidden: int) -> None:
+        super().__init__()
+        self.leaves = StructuredEncoder(space, hidden=hidden)
+        self.out = nn.Sequential(_init(nn.Linear(self.leaves.features_dim, hidden)), nn.ReLU())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.out(self.leaves(obs))
+
+
 class Policy(nn.Module):
-    """Encoder, optional LSTM core, a discrete action head and a value head."""
+    """Encoder, optional LSTM core, an action head for any supported action space and a value head."""
 
     def __init__(
         self,
         obs_space: gymnasium.spaces.Space,
         action_space: gymnasium.spaces.Space,
-        kind: str = "mlp",
+        kind: str = "auto",
         hidden: int = 64,
         lstm: bool = False,
         lstm_hidden: int = 64,
     ) -> None:
         super().__init__()
-        if not isinstance(action_space, gymnasium.spaces.Discrete):
-            raise ValueError(f"policy supports Discrete action spaces, got {action_space}")
-        if not isinstance(obs_space, gymnasium.spaces.Box):
-            raise ValueError(f"policy supports Box observation spaces, got {obs_space}")
+        if kind not in KINDS:
+            raise ValueError(f"policy.kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        auto = encoder_kind(obs_space)
+        kind = auto if kind == "auto" else kind
+        if auto == "structured" and kind != "structured":
+            raise ValueError(f"policy.kind {kind!r} cannot read {obs_space}; use 'auto' or 'structured'")
+        self.kind = kind
         if kind == "mlp":
             self.encoder: nn.Module = MLPEncoder(obs_space.shape, hidden)
         elif kind == "cnn":
             self.encoder = GridEncoder(obs_space, hidden)
+        elif kind == "nature":
+            first = image_channels_first(obs_space.shape)
+            if first is None:
+                raise ValueError(f"policy.kind 'nature' wants HxWxC or CxHxW images, got {obs_space.shape}")
+            self.encoder = ImageEncoder(obs_space.shape, first, hidden, scale=1 / 255)
         else:
-            raise ValueError(f"policy.kind must be 'mlp' or 'cnn', got {kind!r}")
+            self.encoder = StructuredTrunk(obs_space, hidden)
         features = hidden
         # CleanRL's CartPole agent keeps the critic apart: values then never pull on the policy's features.
         self.critic_encoder: nn.Module | None = (
@@ -133,7 +177,7 @@ class Policy(nn.Module):
                 else:
                     nn.init.orthogonal_(param, 1.0)
             features = lstm_hidden
-        self.actor = _init(nn.Linear(features, int(action_space.n)), std=0.01)
+        self.head = ActionHead(action_space, features)
         self.critic = _init(nn.Linear(features, 1), std=1.0)
 
     def initial_state(self, rows: int, device: torch.device | str = "cpu") -> State:
@@ -164,11 +208,14 @@ class Policy(nn.Module):
     def act(
         self, obs: torch.Tensor, state: State, starts: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, State]:
-        """Samples one action per row: ``(actions, logprobs, values, next_state)``."""
+        """Samples one action per row: ``(actions, logprobs, values, next_state)``.
+
+        ``actions`` are ``(B, *head.shape)`` of ``head.dtype``: the env's action
+        buffer representation (packed uint8 rows for structured spaces).
+        """
         x, state = self._core(obs.unsqueeze(0), state, starts.unsqueeze(0))
-        dist = Categorical(logits=self.actor(x[0]))
-        actions = dist.sample()
-        return actions, dist.log_prob(actions), self._value(obs.unsqueeze(0), x)[0], state
+        actions, logprobs = self.head.sample(x[0])
+        return actions, logprobs, self._value(obs.unsqueeze(0), x)[0], state
 
     def value(self, obs: torch.Tensor, state: State, starts: torch.Tensor) -> torch.Tensor:
         """V(obs) per row, without advancing anything."""
@@ -178,15 +225,15 @@ class Policy(nn.Module):
     def greedy(self, obs: torch.Tensor, state: State, starts: torch.Tensor) -> tuple[torch.Tensor, State]:
         """The most likely action per row, for evaluation."""
         x, state = self._core(obs.unsqueeze(0), state, starts.unsqueeze(0))
-        return self.actor(x[0]).argmax(-1), state
+        return self.head.mode(x[0]), state
 
     def forward(
         self, obs: torch.Tensor, actions: torch.Tensor, state: State, starts: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Replays a (T, B) segment: ``(logprobs, entropies, values)``, each (T, B)."""
         x, _ = self._core(obs, state, starts)
-        dist = Categorical(logits=self.actor(x))
-        return dist.log_prob(actions), dist.entropy(), self._value(obs, x)
+        logprobs, entropies = self.head.evaluate(x, actions)
+        return logprobs, entropies, self._value(obs, x)
 
     def _value(self, obs: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """(T, B) values, from the critic's own trunk when it has one."""
@@ -204,7 +251,7 @@ def make_policy(
     return Policy(
         obs_space,
         action_space,
-        kind=p["kind"],
+        kind=p.get("kind", "auto"),
         hidden=p["hidden"],
         lstm=p["lstm"],
         lstm_hidden=p.get("lstm_hidden", p["hidden"]),

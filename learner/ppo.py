@@ -79,12 +79,12 @@ def update(
 ) -> dict[str, float]:
     """One PPO update on ``batch``; returns the last epoch's mean diagnostics.
 
-    ``batch`` holds (T, N) tensors ``obs`` (T, N, ...), ``actions``,
+    ``batch`` holds (T, N) tensors ``obs`` (T, N, ...), ``actions`` (T, N, *act_shape),
     ``logprobs``, ``values``, ``advantages``, ``returns``, ``masks``, ``starts``
     and the LSTM ``state`` at step 0 (``None`` without an LSTM).
     """
-    steps, rows = batch["actions"].shape
-    device = batch["actions"].device
+    steps, rows = batch["masks"].shape
+    device = batch["masks"].device
     # Minibatches index env rows (recurrent: whole sequences) or single steps.
     units = rows if recurrent else steps * rows
     if units < cfg.minibatches:

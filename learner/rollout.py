@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .heads import to_env
 from .policy import Policy, State
 
 
@@ -44,7 +45,7 @@ class Rollout:
         T, N = self.T, self.N
         z = dict(device=device)
         self.obs = torch.zeros((T, N, *space.shape), dtype=obs_dtype, **z)
-        self.actions = torch.zeros((T, N), dtype=torch.long, **z)
+        self.actions = torch.zeros((T, N, *policy.head.shape), dtype=policy.head.dtype, **z)
         self.logprobs = torch.zeros((T, N), **z)
         self.values = torch.zeros((T, N), **z)
         self.rewards = torch.zeros((T, N), **z)
@@ -163,7 +164,7 @@ class Rollout:
         if self.state is not None and new_state is not None:
             for s, n in zip(self.state, new_state, strict=True):
                 s[:, rows] = n
-        actions_np = actions.to("cpu").numpy().astype(np.int32)
+        actions_np = to_env(actions)
         self.times["inference"] += time.perf_counter() - start
         start = time.perf_counter()
         self.pool.send(actions_np)

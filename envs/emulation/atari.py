@@ -25,6 +25,7 @@ from .vector import BufferSpec, EpisodeLog, take_buffers
 PREFIX = "atari/"
 GAMES = ("pong", "breakout")
 # Our defaults for ALE's constructor; everything else keeps ALE's.
+SEED_LIMIT = 1 << 31  # ALE seeds are 31-bit
 DEFAULTS: dict[str, Any] = {"num_threads": 1, "reward_clipping": True}
 
 
@@ -105,8 +106,12 @@ class AtariVecEnv:
         self.reset(seed)
 
     def reset(self, seed: int = 0) -> np.ndarray:
-        """Reseeds game ``i`` with ``seed + i`` and starts new episodes."""
-        obs, _ = self.vec.reset(seed=int(seed))
+        """Reseeds game ``i`` with ``seed + i`` and starts new episodes.
+
+        ALE takes 31-bit seeds; wider ones (the actor pool derives 64-bit seeds
+        per actor) are reduced modulo ``2**31 - num_envs``, so small seeds are unchanged.
+        """
+        obs, _ = self.vec.reset(seed=int(seed) % (SEED_LIMIT - self.num_envs))
         self.observations[...] = obs
         self.rewards[:] = 0
         self.terminals[:] = False

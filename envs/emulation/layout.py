@@ -262,13 +262,22 @@ def unflatten(layout: Layout, values: Sequence[Any]) -> Any:
 
 
 class Packer:
-    """Writes structures into (and reads them out of) rows of one buffer, via per-leaf views."""
+    """Writes structures into (and reads them out of) rows of one buffer, via per-leaf views.
 
-    def __init__(self, layout: Layout, buffer: np.ndarray) -> None:
+    ``clip=True`` (action buffers) clips Box leaves to their bounds on ``read``:
+    Gaussian policies sample unbounded actions and keep them for their
+    log-probs; the env only ever sees in-bounds values.
+    """
+
+    def __init__(self, layout: Layout, buffer: np.ndarray, clip: bool = False) -> None:
         self.layout = layout
         self.buffer = buffer
         self.cols = columns(layout, buffer)
         self._casts = [_env_dtype(leaf) for leaf in layout.leaves]
+        self._bounds = [
+            (leaf.space.low, leaf.space.high) if clip and leaf.kind == "box" else None
+            for leaf in layout.leaves
+        ]
 
     def write(self, row: int, value: Any) -> None:
         """Stores one agent's structure (as the env gives it) into row ``row``."""
@@ -280,8 +289,9 @@ class Packer:
 
     def read(self, row: int) -> Any:
         """Row ``row`` as the structure the env expects, leaves in the space's own dtypes."""
-        values = [_to_env(col[row], leaf, cast) for col, leaf, cast in
-                  zip(self.cols, self.layout.leaves, self._casts, strict=True)]
+        values = [_to_env(col[row] if bounds is None else np.clip(col[row], *bounds), leaf, cast)
+                  for col, leaf, cast, bounds in
+                  zip(self.cols, self.layout.leaves, self._casts, self._bounds, strict=True)]
         return values[0] if not self.layout.packed else unflatten(self.layout, values)
 
 

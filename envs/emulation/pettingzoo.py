@@ -110,7 +110,7 @@ class PettingZooVecEnv:
             setattr(self, key, array)
         self._obs = Packer(self.obs_layout, self.observations)
         self._final = Packer(self.obs_layout, self.final_observations)
-        self._act = Packer(self.act_layout, self.actions)
+        self._act = Packer(self.act_layout, self.actions, clip=True)
         self._returns = np.zeros(self.num_envs, dtype=np.float64)
         self._lengths = np.zeros(self.num_envs, dtype=np.int64)
         self._log = EpisodeLog()

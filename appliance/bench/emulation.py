@@ -1,0 +1,175 @@
+"""`appliance bench emulation`: emulated envs through the pool against their own vector envs.
+
+Entries, each a median of ``runs`` timed runs, measured side by side:
+
+- (a) a Dict-observation env (MiniGrid-Empty-5x5-v0, mission dropped) through
+  ``ActorPool`` (packing in the actors) vs Gymnasium's ``FlattenObservation``
+  + ``AsyncVectorEnv(shared_memory=True)``, same env and number of envs;
+- (b) packing in the actor plus unpacking on the learner side, per step, vs
+  the env's own ``step`` (same envs, one process);
+- (c) ``atari/pong`` frames/s through ``ActorPool`` vs ALE's vector env alone
+  with as many threads as the pool has actors.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from .common import human, progress, record, table, timed_rate, write_json
+
+DICT_ENV = "MiniGrid-Empty-5x5-v0"
+DICT_PARAMS: dict[str, Any] = {"drop_keys": ("mission",)}
+
+
+def _pool_rates(env: str, num_envs: int, actors: int, seconds: float, runs: int, tick: Callable,
+                **params: Any) -> list[float]:
+    from actors import ActorPool
+
+    batch = num_envs // 2 if actors % 2 == 0 else num_envs
+    with ActorPool(env, num_envs=num_envs, num_actors=actors, batch_size=batch, seed=0, **params) as pool:
+        actions = np.zeros(pool.buffers["actions"][:pool.batch_rows].shape, pool.buffers["actions"].dtype)
+        pool.async_reset(0)
+
+        def one() -> int:
+            pool.recv()
+            pool.send(actions)
+            return pool.batch_rows
+
+        rates = []
+        for _ in range(runs):
+            rates.append(timed_rate(one, seconds))
+            tick()
+    return rates
+
+
+def _dict_gym_rates(num_envs: int, seconds: float, runs: int, tick: Callable) -> list[float]:
+    import gymnasium
+    import minigrid  # noqa: F401  (registers the id in the workers too)
+    from gymnasium.wrappers import FilterObservation, FlattenObservation
+
+    def make() -> gymnasium.Env:
+        return FlattenObservation(FilterObservation(gymnasium.make(DICT_ENV), ["direction", "image"]))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vec = gymnasium.vector.AsyncVectorEnv([make] * num_envs, shared_memory=True)
+    actions = np.zeros(num_envs, np.int64)
+    vec.reset(seed=0)
+
+    def one() -> int:
+        vec.step(actions)
+        return num_envs
+
+    rates = []
+    for _ in range(runs):
+        rates.append(timed_rate(one, seconds))
+        tick()
+    vec.close()
+    return rates
+
+
+def _pack_overhead(num_envs: int, seconds: float, runs: int, tick: Callable) -> list[float]:
+    """(pack + unpack seconds) / env-step seconds, per run, over the same steps."""
+    import gymnasium
+    import minigrid  # noqa: F401
+    import torch
+
+    from envs.emulation.layout import Packer, layout_of
+    from learner.unpack import Unpacker
+
+    raw = [gymnasium.make(DICT_ENV) for _ in range(num_envs)]
+    for i, env in enumerate(raw):
+        env.reset(seed=i)
+    layout = layout_of(raw[0].observation_space, drop_keys=DICT_PARAMS["drop_keys"])
+    rows = np.zeros((num_envs, layout.nbytes), np.uint8)
+    packer, unpacker = Packer(layout, rows), Unpacker(layout)
+    tensor = torch.from_numpy(rows)
+    ratios = []
+    for _ in range(runs):
+        step_s = pack_s = 0.0
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            out = []
+            for env in raw:
+                obs, _, term, trunc, _ = env.step(0)
+                out.append(env.reset()[0] if term or trunc else obs)
+            t1 = time.perf_counter()
+            for i, obs in enumerate(out):
+                packer.write(i, obs)
+            unpacker.unpack(tensor)
+            t2 = time.perf_counter()
+            step_s += t1 - t0
+            pack_s += t2 - t1
+        ratios.append(pack_s / step_s)
+        tick()
+    for env in raw:
+        env.close()
+    return ratios
+
+
+def _ale_rates(num_envs: int, threads: int, seconds: float, runs: int, tick: Callable) -> list[float]:
+    from ale_py.vector_env import AtariVectorEnv
+
+    vec = AtariVectorEnv("pong", num_envs, num_threads=threads, autoreset_mode="SameStep")
+    actions = np.zeros(num_envs, np.int32)
+    vec.reset(seed=0)
+
+    def one() -> int:
+        vec.step(actions)
+        return num_envs * 4  # frames: ALE skips 4 per step
+
+    rates = []
+    for _ in range(runs):
+        rates.append(timed_rate(one, seconds))
+        tick()
+    vec.close()
+    return rates
+
+
+def run(seconds: float, runs: int, json_path: str | None, console: Console, num_envs: int = 0) -> list[dict]:
+    cores = len(os.sched_getaffinity(0))
+    n = num_envs or 4 * cores
+    atari_envs = 2 * cores
+    jobs: list[tuple[str, str, dict[str, Any], Callable[[Callable], list[float]]]] = [
+        ("pool", f"pool {DICT_ENV} (packed Dict obs)", {"num_envs": n, "num_actors": cores},
+         lambda t: _pool_rates(DICT_ENV, n, cores, seconds, runs, t, **DICT_PARAMS)),
+        ("gym", f"gymnasium AsyncVectorEnv + FlattenObservation {DICT_ENV}", {"num_envs": n, "num_actors": n},
+         lambda t: _dict_gym_rates(n, seconds, runs, t)),
+        ("pack", f"pack + unpack / env step {DICT_ENV}", {"num_envs": n, "num_actors": 1},
+         lambda t: _pack_overhead(n, seconds, runs, t)),
+        ("pong_pool", "pool atari/pong (frames/s)", {"num_envs": atari_envs, "num_actors": cores},
+         lambda t: [4 * r for r in _pool_rates("atari/pong", atari_envs, cores, seconds, runs, t)]),
+        ("pong_ale", "ALE AtariVectorEnv pong (frames/s)", {"num_envs": atari_envs, "num_actors": cores},
+         lambda t: _ale_rates(atari_envs, cores, seconds, runs, t)),
+    ]
+    records: dict[str, dict] = {}
+    with progress(console) as bar:
+        for key, name, layout, measure in jobs:
+            task = bar.add_task(name, total=runs)
+            values = measure(lambda t=task: bar.advance(t))
+            records[key] = record("emulation", name, values, cores=cores, **layout)
+    rows = []
+    for key, r in records.items():
+        if key == "pack":
+            rows.append([r["name"], str(r["num_envs"]), f"{r['steps_per_second']:.1%}",
+                         f"{min(r['runs']):.1%}", f"{max(r['runs']):.1%}"])
+        else:
+            rows.append([r["name"], str(r["num_envs"]), human(r["steps_per_second"]),
+                         human(min(r["runs"])), human(max(r["runs"]))])
+    console.print(table(f"emulation ({cores} cores), steps/s (pack: ratio), median of {runs} runs",
+                        ["entry", "envs", "median", "min", "max"], rows))
+    med = {k: r["steps_per_second"] for k, r in records.items()}
+    console.print(f"(a) pool / gymnasium AsyncVectorEnv, {DICT_ENV}: {med['pool'] / med['gym']:.1f}x (target >= 3x)")
+    console.print(f"(b) pack + unpack / env step: {med['pack']:.1%} (target <= 5%)")
+    console.print(f"(c) pool / ALE vector env, atari/pong frames/s: {med['pong_pool'] / med['pong_ale']:.2f} "
+                  "(target >= 0.95)")
+    write_json(json_path, list(records.values()))
+    return list(records.values())

@@ -1,0 +1,74 @@
+"""A starting config for envs that ship no TOML (any Gymnasium id, PettingZoo module or ROM).
+
+Derived from the env's spaces, with CleanRL's defaults for the algorithm:
+
+- ``policy.kind = "auto"`` (encoder and action head follow the spaces, see
+  :mod:`learner.policy`); ``hidden`` 512 for images (Nature CNN), else 64.
+- Continuous (Box) or mixed actions: CleanRL's ``ppo_continuous_action``
+  (2048 steps x 1 env there; here 8 envs x 256 steps, lr 3e-4, 10 epochs,
+  32 minibatches, no entropy bonus, gamma 0.99, 1M steps).
+- Discrete actions: CleanRL's ``ppo.py`` (8 envs x 128 steps, lr 2.5e-4,
+  4 epochs, 4 minibatches, entropy 0.01, 500k steps); images get Atari's
+  settings (8 envs, 10M steps, clip 0.1).
+- ``pool.kind = "serial"``: emulated envs step in Python; switch to
+  ``"actors"`` to spread them over cores.
+
+Every value can be overridden from the command line as for a shipped config.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+TRAIN: dict[str, Any] = {
+    "target_return": 0.0,
+    "seed": 1,
+    "device": "auto",
+    "deterministic": False,
+    "deterministic_resume": True,
+    "checkpoint_every": 50,
+    "keep_checkpoints": 2,
+    "log_every_seconds": 2.0,
+}
+
+
+def continuous(space: gymnasium.spaces.Space) -> bool:
+    """Whether any leaf of the action space is a Box."""
+    layout = getattr(space, "layout", None)
+    if layout is not None:
+        return any(leaf.kind == "box" for leaf in layout.leaves)
+    return isinstance(space, gymnasium.spaces.Box)
+
+
+def generic_config(env: str) -> dict[str, Any]:
+    """The config for ``env`` built from its spaces; a ValueError if ``env`` cannot be made."""
+    import envs
+
+    probe = envs.make(env, num_envs=1)
+    try:
+        obs, act = probe.single_observation_space, probe.single_action_space
+    finally:
+        probe.close()
+    image = isinstance(obs, gymnasium.spaces.Box) and obs.dtype == np.uint8 and len(obs.shape) == 3
+    ppo: dict[str, Any] = {
+        "num_steps": 128, "lr": 2.5e-4, "anneal_lr": True, "gamma": 0.99, "gae_lambda": 0.95,
+        "update_epochs": 4, "minibatches": 4, "norm_adv": True, "clip": 0.2, "clip_vloss": True,
+        "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5,
+    }
+    total = 500_000
+    if continuous(act):
+        ppo.update(num_steps=256, lr=3e-4, update_epochs=10, minibatches=32, ent_coef=0.0)
+        total = 1_000_000
+    elif image:
+        ppo.update(clip=0.1)
+        total = 10_000_000
+    return {
+        "env": {"name": env, "num_envs": 8, "params": {}},
+        "pool": {"kind": "serial", "num_actors": 2, "batch_size": 0},
+        "ppo": ppo,
+        "policy": {"kind": "auto", "hidden": 512 if image else 64, "lstm": False, "lstm_hidden": 64},
+        "train": {"total_steps": total, **TRAIN},
+    }
