@@ -258,6 +258,7 @@ def _train(
             "ranks": world,
             "device": str(device),
             "parameters_sha256": parameters_digest(policy),
+            "dropped_transitions": rollout.dropped,  # grouped pools only; 0 with ActorPool's round-robin
         }
         if reached_at is not None:
             summary["seconds_to_target"] = reached_at
