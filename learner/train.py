@@ -113,7 +113,8 @@ def train(
         torch.cuda.set_device(device)
     else:
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // max(1, local_world)))
+        threads = int(tcfg.get("torch_threads", 0) or 0)  # 0 = this rank's share of the cores
+        torch.set_num_threads(threads or max(1, len(os.sched_getaffinity(0)) // max(1, local_world)))
     if tcfg.get("deterministic", False):
         torch.use_deterministic_algorithms(True)
     run_dir = Path(run_dir)
