@@ -88,8 +88,14 @@ def sb3_available() -> bool:
     return True
 
 
-def sb3(seed: int, seconds_limit: float, timesteps: int = ZOO_CARTPOLE["n_timesteps"]) -> dict[str, Any]:
-    """SB3 PPO, RL-Zoo CartPole-v1 settings; stops at the target, the timestep budget or the wall cap."""
+def sb3(
+    seed: int, seconds_limit: float, threads: int = 1, timesteps: int = ZOO_CARTPOLE["n_timesteps"]
+) -> dict[str, Any]:
+    """SB3 PPO, RL-Zoo CartPole-v1 settings; stops at the target, the timestep budget or the wall cap.
+
+    Runs with ``threads`` torch threads, as many as our trainer's config gives it, so the
+    comparison is core for core.
+    """
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -127,12 +133,13 @@ def sb3(seed: int, seconds_limit: float, timesteps: int = ZOO_CARTPOLE["n_timest
         learning_rate=linear(hp["learning_rate"]), clip_range=linear(hp["clip_range"]),
         seed=seed, device="cpu", verbose=0,
     )
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     watch = Watch()
-    threads = torch.get_num_threads()
     try:
         model.learn(total_timesteps=timesteps, callback=watch)
     finally:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
         venv.close()
     wall = time.perf_counter() - watch.start
     return {
@@ -143,6 +150,13 @@ def sb3(seed: int, seconds_limit: float, timesteps: int = ZOO_CARTPOLE["n_timest
         "wall_seconds": wall,
         "mean_return": None if watch.mean != watch.mean else watch.mean,
     }
+
+
+def _threads(env: str) -> int:
+    """The torch threads our trainer runs with (``train.torch_threads``; 0 = every allowed core)."""
+    import os
+
+    return int(configs.load(env)["train"].get("torch_threads", 0) or 0) or len(os.sched_getaffinity(0))
 
 
 def metrics_supported(env: str) -> bool:
@@ -200,7 +214,8 @@ def run(
         if do_sb3:
             task = bar.add_task("SB3 PPO (RL-Zoo CartPole-v1)", total=1)
             records.append(
-                _summarize("sb3-ppo", "CartPole-v1", [sb3(1, seconds_limit)], hyperparameters=ZOO_CARTPOLE)
+                _summarize("sb3-ppo", "CartPole-v1", [sb3(1, seconds_limit, _threads(env))],
+                           hyperparameters=ZOO_CARTPOLE)
             )
             bar.advance(task)
     base = records[0]
