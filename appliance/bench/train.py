@@ -25,6 +25,7 @@ from learner import config as configs
 from .common import human, progress, table, write_json
 
 TARGET = 475.0
+STEP_BUDGET = 1_500_000  # our runs stop at the target; the budget also sets the LR anneal (as in the test)
 
 # RL-Zoo hyperparams/ppo.yml, CartPole-v1 (tuned): n_timesteps 1e5, MlpPolicy.
 ZOO_CARTPOLE: dict[str, Any] = {
@@ -50,7 +51,7 @@ def ours(
     cfg = configs.apply_overrides(
         configs.load(env),
         [f"train.seed={seed}", f"train.target_return={TARGET}", "train.checkpoint_every=0",
-         *(overrides or [])],
+         f"train.total_steps={STEP_BUDGET}", *(overrides or [])],
     )
     with tempfile.TemporaryDirectory(prefix="appliance-bench-train-") as run_dir:
         summary = _with_deadline(lambda: train(cfg, run_dir, live=False), seconds_limit)
@@ -229,18 +230,20 @@ def run(
         ratio = f"{r['speedup_steps_per_second']:.1f}x" if "speedup_steps_per_second" in r else "-"
         ratio_t = f"{r['speedup_seconds_to_target']:.1f}x" if "speedup_seconds_to_target" in r else "-"
         rows.append([r["name"], human(r["steps_per_second"]), to_target, r["reached_target"], ratio, ratio_t])
-    console.print(table(
+    out = table(
         f"PPO on {env} to mean return {TARGET:g} (median of {runs} seeded runs; SB3: one run, "
         f"capped at {seconds_limit:g} s)",
         ["trainer", "steps/s", "s to target", "reached", "ours/peer steps/s", "peer/ours s to target"],
         rows,
-    ))
+    )
+    out.columns[0].no_wrap = True
+    console.print(out)
     if not do_sb3:
         console.print("SB3 peer skipped: " + ("not requested" if not with_sb3 else
                       "only for cartpole" if env != "cartpole" else "stable-baselines3 is not installed "
                       "(the bench extra)"))
     if not do_metrics:
-        console.print("metrics on/off comparison skipped: the training loop takes no [metrics] port yet")
+        console.print("metrics on/off comparison skipped: the training loop takes no \\[metrics] port yet")
         records.append({"bench": "train", "name": "appliance-ppo-metrics-overhead", "env": env,
                         "skipped": "the training loop does not run monitoring.MetricsExporter yet"})
     write_json(json_path, records)
