@@ -75,6 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
                            help="envs of the Dict-observation entries (default 4 per core)")
     bench_emu.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
     bench_emu.set_defaults(func=cmd_bench_emulation)
+    bench_train = targets.add_parser(
+        "train", help="PPO to mean return 475: steps/s and seconds to target, vs SB3 PPO (RL-Zoo settings)"
+    )
+    bench_train.add_argument("--env", default="cartpole", help="env with a training config (default cartpole)")
+    bench_train.add_argument("--runs", type=_positive_int, default=3,
+                             help="seeded runs of our trainer; the median is reported (default 3)")
+    bench_train.add_argument("--seconds-limit", type=_positive_float, default=300.0,
+                             help="wall-clock cap per training run, ours and SB3's (default 300)")
+    bench_train.add_argument("--no-sb3", action="store_true", help="skip the Stable-Baselines3 peer")
+    bench_train.add_argument("--set", dest="overrides", action="append", default=[],
+                             metavar="SECTION.KEY=VALUE", help="override our trainer's config (repeatable)")
+    bench_train.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
+    bench_train.set_defaults(func=cmd_bench_train)
     report = targets.add_parser("report", help="render bench JSON files as a markdown table")
     report.add_argument("json", nargs="+", metavar="JSON", help="files written by `appliance bench ... --json`")
     report.add_argument("--update", metavar="README", help="rewrite the table between the README's bench markers")
@@ -148,6 +161,14 @@ def cmd_bench_envs(args: argparse.Namespace, console: Console) -> int:
     if args.env is not None and args.env not in envs.names():
         raise ValueError(f"unknown env '{args.env}' (known: {', '.join(envs.names())})")
     bench_envs.run(args.env, args.seconds, args.runs, args.json, console)
+    return 0
+
+
+def cmd_bench_train(args: argparse.Namespace, console: Console) -> int:
+    from .bench import train as bench_train
+
+    bench_train.run(args.env, args.runs, args.seconds_limit, args.json, console,
+                    with_sb3=not args.no_sb3, overrides=args.overrides)
     return 0
 
 

@@ -9,7 +9,7 @@ POOL_KINDS = ("serial", "actors")
 
 
 def rank_seed(seed: int, rank: int) -> int:
-    """Each rank's envs get their own seed stream."""
+    """Each rank's envs get their own seed stream (the actors pool then mixes in the actor index)."""
     return seed + 1_000_003 * rank
 
 
@@ -31,12 +31,54 @@ def rank_cores(local_rank: int, local_world: int, allowed: list[int]) -> list[in
     return cores[start : start + share + (local_rank < extra)]
 
 
+def actor_layout(config: dict[str, Any], cores: int | None = None) -> tuple[int, int]:
+    """``(num_actors, batch_size)`` for ``[pool] kind = "actors"``.
+
+    Precedence, per value: a value the config pins (``num_actors`` or
+    ``batch_size`` > 0, from the file or ``--set``) wins; else the layout that
+    ``appliance bench actors --autotune`` saved for this env and core count
+    (``actors.autotune.load``); else one actor per core and two groups.
+    ``num_envs`` always stays the config's (it is a learning hyperparameter):
+    from a saved layout only the actor count and the number of groups
+    (``num_envs / batch_size``) are taken, and only where they divide it.
+    """
+    env, pool = config["env"], config.get("pool", {})
+    num_envs = int(env["num_envs"])
+    actors, batch = int(pool.get("num_actors", 0) or 0), int(pool.get("batch_size", 0) or 0)
+    for name, value in (("pool.num_actors", actors), ("pool.batch_size", batch)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0 (0 = autotuned or default), got {value}")
+    saved = None
+    if not actors or not batch:
+        from actors import autotune
+
+        saved = autotune.load(env["name"], cores)
+    if not actors:
+        if saved is not None and num_envs % saved["num_actors"] == 0:
+            actors = saved["num_actors"]
+        else:
+            actors = cores if cores is not None else len(os.sched_getaffinity(0))
+            while actors > 1 and num_envs % actors:
+                actors -= 1
+    if not batch:
+        per_actor = num_envs // actors
+        groups = max(1, saved["num_envs"] // saved["batch_size"]) if saved is not None else 2
+        for g in (groups, 1):
+            if num_envs % g == 0 and (num_envs // g) % per_actor == 0:
+                batch = num_envs // g
+                break
+    return actors, batch
+
+
 def make_pool(config: dict[str, Any], rank: int = 0) -> Any:
     """``[pool] kind = "serial"``: in-process ``actors.SerialPool``; ``"actors"``: ``actors.ActorPool``.
 
-    The actors pool takes ``num_actors`` and ``batch_size`` (envs per batch,
-    0 = half the envs, so two batches are in flight), and pins its actors to
-    this rank's slice of the node's cores (``LOCAL_RANK`` of ``LOCAL_WORLD_SIZE``).
+    The actors pool's layout comes from :func:`actor_layout`; its actors are
+    pinned to this rank's slice of the node's cores (``LOCAL_RANK`` of
+    ``LOCAL_WORLD_SIZE``, :func:`rank_cores`). Seeds: rank r's pool starts from
+    ``rank_seed(seed, r)`` and its actor k from
+    ``actors.pool.actor_seed(rank_seed(seed, r), k)``, so no two ranks or
+    actors share a stream.
     """
     env, pool = config["env"], config.get("pool", {"kind": "serial"})
     kind = pool.get("kind", "serial")
@@ -51,18 +93,19 @@ def make_pool(config: dict[str, Any], rank: int = 0) -> Any:
             from actors import ActorPool  # type: ignore[attr-defined]
         except ImportError:
             raise ValueError("pool.kind 'actors' needs actors.ActorPool, which this install lacks") from None
-        batch = pool.get("batch_size", 0) or max(1, env["num_envs"] // 2)
+        cores = rank_cores(
+            int(os.environ.get("LOCAL_RANK", 0)),
+            int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
+            sorted(os.sched_getaffinity(0)),
+        )
+        num_actors, batch = actor_layout(config, len(cores))
         return ActorPool(
             env["name"],
             num_envs=env["num_envs"],
-            num_actors=pool.get("num_actors", 1),
+            num_actors=num_actors,
             batch_size=batch,
             seed=seed,
-            cores=rank_cores(
-                int(os.environ.get("LOCAL_RANK", 0)),
-                int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
-                sorted(os.sched_getaffinity(0)),
-            ),
+            cores=cores,
             **params,
         )
     raise ValueError(f"pool.kind must be one of {', '.join(POOL_KINDS)}, got {kind!r}")

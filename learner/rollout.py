@@ -15,6 +15,9 @@ Two ways the rollout ends for a group of rows, by pool shape:
   with the pre-update policy's log-prob, and if the group comes back again
   before the others finish, the extra transition is dropped and the carry
   replaced by the newer step (PPO's ratio uses the stored behaviour log-probs).
+  Such dropped transitions are counted in ``dropped``. ``actors.ActorPool``
+  serves its groups round-robin, so none are dropped with it: while the
+  policy runs on one group, the actors of every other group step.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class Rollout:
         self.pinned = device.type == "cuda"
         self.staging: dict[str, torch.Tensor] = {}
         self.times: dict[str, float] = defaultdict(float)
+        self.dropped = 0  # transitions of early-finished groups left out of a rollout (see above)
 
     def restart(self, seed: int) -> None:
         """Resets the pool from ``seed`` and forgets any episode in flight (deterministic resume)."""
@@ -184,7 +188,8 @@ class Rollout:
     ) -> None:
         """Writes the transition caused by the previous step's actions into slot t-1."""
         if self.carried[ids[0]] or t == 0:
-            return  # an overflow step of a finished group: dropped (see module docstring)
+            self.dropped += len(ids)  # an overflow step of a finished group (see module docstring)
+            return
         term = self._to_device(terminals, "terminals").bool()
         trunc = self._to_device(truncations, "truncations").bool()
         final = torch.zeros(len(ids), device=self.device)

@@ -114,7 +114,8 @@ def train(
         torch.cuda.set_device(device)
     else:
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // max(1, local_world)))
+        threads = int(tcfg.get("torch_threads", 0) or 0)  # 0 = this rank's share of the cores
+        torch.set_num_threads(threads or max(1, len(os.sched_getaffinity(0)) // max(1, local_world)))
     if tcfg.get("deterministic", False):
         torch.use_deterministic_algorithms(True)
     run_dir = Path(run_dir)
@@ -263,6 +264,7 @@ def _train(
             "resumed_from_update": start_updates if resume else None,
             "device": str(device),
             "parameters_sha256": parameters_digest(policy),
+            "dropped_transitions": rollout.dropped,  # grouped pools only; 0 with ActorPool's round-robin
         }
         if reached_at is not None:
             summary["seconds_to_target"] = reached_at

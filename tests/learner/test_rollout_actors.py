@@ -1,0 +1,145 @@
+"""Training on the real multi-process ActorPool (2 actors, 2 groups), checked against a replay.
+
+Actor k of a pool reset with seed s steps exactly like ``SerialPool(env, n, actor_seed(s, k))``
+reset with that seed, so replaying the recorded actions of group k through such a pool must
+reproduce the rollout's observations, rewards, flags and bootstrap values, row by row.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from actors import ActorPool, SerialPool, actor_seed
+from learner import config as C
+from learner import ppo
+from learner.gae import compute_gae
+from learner.policy import Policy
+from learner.pools import actor_layout, make_pool, rank_seed
+from learner.rollout import Rollout
+
+T, PER_GROUP, UPDATES, SEED = 8, 4, 3, 11
+PARAMS = {"max_steps": 12}  # short episodes: terminals and truncations inside every rollout
+
+
+def _ppo_config() -> ppo.PPOConfig:
+    cfg = C.load("cartpole")
+    cfg["ppo"].update(num_steps=T, update_epochs=1, minibatches=2)
+    return ppo.PPOConfig.from_config(cfg["ppo"])
+
+
+@pytest.mark.timeout(60)
+def test_actor_pool_rollouts_match_a_serial_replay_per_group() -> None:
+    torch.manual_seed(0)
+    cfg = _ppo_config()
+    device = torch.device("cpu")
+    pool = ActorPool("cartpole", num_envs=2 * PER_GROUP, num_actors=2, batch_size=PER_GROUP, seed=SEED, **PARAMS)
+    order: list[int] = []
+    recv = pool.recv
+
+    def recording_recv() -> tuple:
+        batch = recv()
+        order.append(int(batch[5][0]) // PER_GROUP)
+        return batch
+
+    pool.recv = recording_recv  # type: ignore[method-assign]
+    try:
+        policy = Policy(pool.single_observation_space, pool.single_action_space, hidden=16)
+        optimizer = torch.optim.Adam(policy.parameters(), lr=1e-3, eps=1e-5)
+        rollout = Rollout(policy, pool, T, device)
+        assert not rollout.single_group
+        rollout.restart(SEED)
+        snapshots = []
+        for _ in range(UPDATES):
+            rollout.collect()
+            keys = ("obs", "actions", "rewards", "terminals", "truncations", "starts", "masks")
+            snap = {k: getattr(rollout, k).clone() for k in keys}
+            snap["final_values"] = rollout.final_values.clone()
+            snap["next_values"] = rollout.next_values.clone()
+            snap["policy"] = {k: v.clone() for k, v in policy.state_dict().items()}
+            snapshots.append(snap)
+            advantages, returns = compute_gae(
+                rollout.rewards, rollout.values, rollout.terminals, rollout.truncations,
+                rollout.final_values, rollout.next_values, cfg.gamma, cfg.gae_lambda, rollout.masks,
+            )
+            batch = rollout.batch()
+            batch.update(advantages=advantages, returns=returns)
+            ppo.update(policy, optimizer, batch, cfg, recurrent=False)
+        assert rollout.dropped == 0
+    finally:
+        pool.close()
+
+    # Groups alternate: the policy never waits on the group it just sent while the other is ready;
+    # one recv per group and step (T+1 in the first rollout, then T: step 0 is carried over).
+    assert len(order) == 2 * (T + 1) + 2 * T * (UPDATES - 1)
+    assert order == [g % 2 for g in range(len(order))]
+
+    replay_policy = Policy(pool.single_observation_space, pool.single_action_space, hidden=16)
+    saw_trunc = saw_term = False
+    for g in range(2):
+        rows = slice(g * PER_GROUP, (g + 1) * PER_GROUP)
+        with SerialPool("cartpole", PER_GROUP, seed=actor_seed(SEED, g), **PARAMS) as serial:
+            serial.async_reset(actor_seed(SEED, g))
+            obs, *_ = serial.recv()
+            ended = np.zeros(PER_GROUP, dtype=bool)  # a reset reports no episode end
+            for snap in snapshots:
+                replay_policy.load_state_dict(snap["policy"])
+                for t in range(T):
+                    np.testing.assert_array_equal(snap["obs"][t, rows].numpy(), obs, err_msg=f"group {g} t {t}")
+                    np.testing.assert_array_equal(snap["starts"][t, rows].numpy(), ended)
+                    serial.send(snap["actions"][t, rows].numpy().astype(np.int32))
+                    obs, rew, term, trunc, masks, _ = serial.recv()
+                    ended = np.logical_or(term, trunc)
+                    np.testing.assert_array_equal(snap["rewards"][t, rows].numpy(), rew)
+                    np.testing.assert_array_equal(snap["terminals"][t, rows].numpy(), term.astype(bool))
+                    np.testing.assert_array_equal(snap["truncations"][t, rows].numpy(), trunc.astype(bool))
+                    assert snap["masks"][t, rows].all()
+                    cut = np.flatnonzero(trunc.astype(bool) & ~term.astype(bool))
+                    expected = np.zeros(PER_GROUP, dtype=np.float32)
+                    if len(cut):
+                        with torch.no_grad():
+                            final = torch.from_numpy(serial.final_observations[cut].copy())
+                            expected[cut] = replay_policy.value(final, None, torch.zeros(len(cut), dtype=torch.bool))
+                    torch.testing.assert_close(snap["final_values"][t, rows], torch.from_numpy(expected))
+                    saw_trunc |= bool(len(cut))
+                    saw_term |= bool(term.any())
+                with torch.no_grad():  # bootstrap: V(observation after step T-1), by the pre-update policy
+                    value = replay_policy.value(torch.from_numpy(obs.copy()), None, torch.from_numpy(ended))
+                torch.testing.assert_close(snap["next_values"][rows], value)
+    assert saw_trunc and saw_term
+
+
+def test_ranks_and_actors_get_distinct_seeds() -> None:
+    seeds = {actor_seed(rank_seed(1, r), k) for r in range(8) for k in range(64)}
+    assert len(seeds) == 8 * 64
+
+
+def test_actor_layout_precedence(tmp_path, monkeypatch) -> None:
+    from actors import autotune
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cfg = C.load("snake")
+    cfg["env"]["num_envs"] = 64
+    assert actor_layout(cfg, cores=2) == (2, 32)  # nothing saved: one actor per core, two groups
+    autotune.save("snake", {"num_envs": 4096, "num_actors": 4, "batch_size": 4096}, cores=2)
+    assert actor_layout(cfg, cores=2) == (4, 64)  # the saved layout: 4 actors, one group
+    cfg["pool"]["num_actors"] = 2
+    assert actor_layout(cfg, cores=2) == (2, 64)  # a pinned value wins; the rest still comes from the cache
+    cfg["pool"]["batch_size"] = 16
+    assert actor_layout(cfg, cores=2) == (2, 16)
+    cfg["pool"]["batch_size"] = -1
+    with pytest.raises(ValueError, match="pool.batch_size"):
+        actor_layout(cfg, cores=2)
+
+
+@pytest.mark.timeout(60)
+def test_make_pool_gives_each_rank_its_own_actor_seeds() -> None:
+    cfg = C.apply_overrides(C.load("cartpole"), ["pool.kind=actors", "env.num_envs=8", "pool.num_actors=2"])
+    cfg["env"]["params"] = PARAMS
+    first = []
+    for rank in range(2):
+        with make_pool(cfg, rank) as pool:
+            assert isinstance(pool, ActorPool) and pool.num_groups == 2
+            pool.async_reset(rank_seed(1, rank))
+            first.append(pool.recv()[0].copy())
+            pool.send(np.zeros(PER_GROUP, dtype=np.int32))
+    assert not np.array_equal(first[0], first[1])
