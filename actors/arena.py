@@ -29,8 +29,18 @@ _ALIGN = 64
 Spec = Mapping[str, tuple[tuple[int, ...], np.dtype]]
 
 
+SHM_DIR_ENV = "APPLIANCE_SHM_DIR"
+
+
 def shm_dir() -> Path:
-    """Where arenas live: /dev/shm (RAM-backed) on Linux, the temp dir elsewhere."""
+    """Where arenas live: $APPLIANCE_SHM_DIR if set, else /dev/shm (RAM-backed), else the temp dir.
+
+    The variable lets a deployment put arenas on another RAM-backed mount (and
+    `appliance doctor` checks the same directory).
+    """
+    chosen = os.environ.get(SHM_DIR_ENV)
+    if chosen:
+        return Path(chosen)
     shm = Path("/dev/shm")
     return shm if shm.is_dir() else Path(tempfile.gettempdir())
 

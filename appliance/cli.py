@@ -7,6 +7,7 @@ import os
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 
 def _positive_float(text: str) -> float:
@@ -25,6 +26,33 @@ def _positive_int(text: str) -> int:
 
 def _env_default(name: str, default: str) -> str:
     return os.environ.get(name, default)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0..65535 (0 disables metrics), got {text}")
+    return value
+
+
+def _add_run_options(cmd: argparse.ArgumentParser) -> None:
+    """The options `appliance train` and `appliance doctor` share, so the doctor checks the same run."""
+    cmd.add_argument("--env", help="env to train (default: snake)")
+    cmd.add_argument("--ranks", type=_positive_int, help="CPU learner ranks (default 1; CUDA: one per GPU)")
+    cmd.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's (auto)")
+    cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                     help="override a config value (repeatable)")
+    cmd.add_argument(
+        "--metrics-port", type=_port, default=_env_default("APPLIANCE_METRICS_PORT", "9100"),
+        help="base Prometheus port, rank r serves on PORT+r; 0 disables (default $APPLIANCE_METRICS_PORT or 9100)",
+    )
+    cmd.add_argument(
+        "--metrics-addr", default=_env_default("APPLIANCE_METRICS_ADDR", "127.0.0.1"),
+        help="address /metrics listens on (default $APPLIANCE_METRICS_ADDR or 127.0.0.1)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,9 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.set_defaults(func=cmd_dashboard_push)
 
     train = commands.add_parser("train", help="train PPO on an env (all GPUs, else the CPU)")
-    train.add_argument("--env", help="env to train (default: snake)")
-    train.add_argument("--ranks", type=_positive_int, help="CPU learner ranks (default 1; CUDA: one per GPU)")
-    train.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's (auto)")
+    _add_run_options(train)
     train.add_argument("--total-steps", type=_positive_int, help="agent steps to train for")
     train.add_argument("--target-return", type=float, help="stop at this mean return (last 100)")
     train.add_argument("--seed", type=int, help="base seed (each rank's envs get their own)")
@@ -118,9 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue --run-dir from its checkpoint")
     train.add_argument("--resume-if-present", action="store_true",
                        help="continue --run-dir if it holds a checkpoint, else start fresh (for restarts)")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="override a config value (repeatable)")
     train.set_defaults(func=cmd_train)
+
+    doctor = commands.add_parser(
+        "doctor", help="preflight checks for the run `appliance train` with the same options would do"
+    )
+    _add_run_options(doctor)
+    doctor.set_defaults(func=cmd_doctor)
 
     evaluate = commands.add_parser("eval", help="mean return of a run's greedy policy")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
@@ -220,11 +250,34 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
              "train.target_return": args.target_return, "train.seed": args.seed}
     resume = train.should_resume(args.run_dir, args.resume, args.resume_if_present)
     config, run_dir = train.resolve(args.env, args.overrides, args.run_dir, resume, extra)
-    console.print(f"training {config['env']['name']} in {run_dir}", highlight=False)
-    summary = train.launch(config, run_dir, resume, args.ranks)
+    world = train.preflight(config, args.ranks, args.metrics_port, args.metrics_addr)
+    where = f", metrics on {args.metrics_addr}:{args.metrics_port}+rank" if args.metrics_port else ""
+    console.print(f"training {config['env']['name']} in {run_dir}{where}", highlight=False)
+    summary = train.launch(config, run_dir, resume, args.ranks, args.metrics_port, args.metrics_addr, world)
     if summary is not None:
         console.print(summary, highlight=False)
     return 0
+
+
+STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+
+
+def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
+    from rich.table import Table
+
+    from . import doctor, train
+
+    config, _ = train.resolve(args.env, args.overrides, None, False, {"train.device": args.device})
+    world = train.local_ranks(config, args.ranks)
+    checks = train.checks(config, world, args.metrics_port, args.metrics_addr)
+    out = Table(title=f"appliance doctor: {config['env']['name']}, {world} rank(s) on this machine")
+    for column in ("check", "status", "detail"):
+        out.add_column(column)
+    for check in checks:
+        style = STATUS_STYLE.get(check.status, "")
+        out.add_row(check.name, f"[{style}]{check.status}[/]", check.detail)
+    console.print(out, highlight=False)
+    return 1 if doctor.blocking(checks) else 0
 
 
 def cmd_eval(args: argparse.Namespace, console: Console) -> int:
@@ -263,7 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, console)
     except (ValueError, OSError) as exc:
-        Console(stderr=True).print(f"[bold red]appliance {args.command}:[/] {exc}", highlight=False)
+        # One line however narrow the terminal: soft_wrap leaves wrapping to it, and only the
+        # first line of a multi-line message (a library's detail) is shown.
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        err = Console(stderr=True, soft_wrap=True)
+        err.print(f"[bold red]appliance {args.command}:[/] {escape(message)}", highlight=False)
         return 2
     except KeyboardInterrupt:
         Console(stderr=True).print("interrupted")

@@ -6,7 +6,6 @@ Each check returns a :class:`Check`; a ``fail`` blocks training with the exact f
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -69,17 +68,21 @@ def cores(needed: int = 1) -> Check:
     return Check("CPU cores", OK, detail)
 
 
-def shm(required_bytes: int, path: str = "/dev/shm") -> Check:
-    """Free space where the arena lives, against what the configured run needs."""
+def shm(required_bytes: int, path: str | None = None) -> Check:
+    """Free space where the actor pool puts its arena (``actors.arena.shm_dir()``), against the run's need."""
+    from actors.arena import shm_dir
+
+    path = str(path or shm_dir())
     try:
         st = os.statvfs(path)
     except OSError as exc:
         return Check("/dev/shm", FAIL, f"cannot read {path}: {exc.strerror}")
     free = st.f_bavail * st.f_frsize
     total = st.f_blocks * st.f_frsize
-    detail = f"{_bytes(free)} free of {_bytes(total)}; this run needs {_bytes(required_bytes)}"
+    detail = f"{path} has {_bytes(free)} free of {_bytes(total)}; this run needs {_bytes(required_bytes)}"
     if free < required_bytes:
-        fix = "restart the container with a larger --shm-size (e.g. --shm-size=8g) or with --ipc=host"
+        fix = ("restart the container with a larger --shm-size (e.g. --shm-size=8g) or with --ipc=host, "
+               "or point APPLIANCE_SHM_DIR at a larger RAM-backed directory")
         if total <= DOCKER_DEFAULT_SHM:
             fix = f"this looks like Docker's 64 MB default: {fix}"
         return Check("/dev/shm", FAIL, f"{detail}; {fix}")
@@ -87,19 +90,22 @@ def shm(required_bytes: int, path: str = "/dev/shm") -> Check:
 
 
 def port(addr: str, number: int) -> Check:
+    """The exporter's own bind test (``monitoring.exporter.check_port_free``), as a check."""
+    from monitoring.exporter import check_port_free
+
     name = f"metrics port {addr}:{number}"
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((addr, number))
-        except OSError as exc:
-            return Check(name, FAIL, f"cannot bind ({exc.strerror}); pass --metrics-port with a free "
-                                     "base port, or --metrics-port 0 to disable metrics")
+    try:
+        check_port_free(addr, number)
+    except (OSError, ValueError) as exc:
+        return Check(name, FAIL, str(exc))
     return Check(name, OK, "free")
 
 
 def socket_dir(path: str | None = None) -> Check:
-    """The actor pool's private ZeroMQ socket directory must be creatable."""
-    base = path or tempfile.gettempdir()
+    """The actor pool's private ZeroMQ socket directory (under ``actors.arena.runtime_base()``) must be creatable."""
+    from actors.arena import runtime_base
+
+    base = str(path or runtime_base())
     try:
         probe = tempfile.mkdtemp(prefix="appliance-doctor-", dir=base)
         os.rmdir(probe)
@@ -127,19 +133,27 @@ def run(
     actors_per_rank: int = 1,
     metrics_addr: str = "127.0.0.1",
     metrics_port: int = 9100,
-    shm_path: str = "/dev/shm",
+    shm_path: str | None = None,
     sockets: str | None = None,
+    arena: bool = True,
 ) -> list[Check]:
-    """Every preflight check for a run of ``ranks`` local ranks of ``env``."""
+    """Every preflight check for a run of ``ranks`` local ranks of ``env``.
+
+    ``arena=False`` for an in-process pool, which has no arena and no sockets.
+    ``shm_path``/``sockets`` default to where the actor pool really puts them.
+    """
     checks = gpus()
     checks.append(cores(ranks * (actors_per_rank + 1)))
-    # 25% headroom: the pool's control structures and the allocator's rounding.
-    need = int(arena_bytes(env, num_envs, params) * ranks * 1.25) + 2**20
-    checks.append(shm(need, shm_path))
+    if arena:
+        # 25% headroom: the pool's control structures and the allocator's rounding.
+        need = int(arena_bytes(env, num_envs, params) * ranks * 1.25) + 2**20
+        checks.append(shm(need, shm_path))
     if metrics_port:
         checks.extend(port(metrics_addr, metrics_port + r) for r in range(ranks))
-    checks.append(socket_dir(sockets))
+    if arena:
+        checks.append(socket_dir(sockets))
     return checks
+
 
 
 def blocking(checks: list[Check]) -> list[Check]:

@@ -3,11 +3,19 @@
 Under torchrun (``RANK`` and ``WORLD_SIZE`` already set) this process is one
 rank and spawns nothing; otherwise it spawns the ranks itself with the same
 environment variables torchrun would set.
+
+Before anything is written, :func:`preflight` runs the doctor's checks for this
+machine's ranks (once per machine) and refuses a run that cannot work. Each
+rank serves its metrics on base port + LOCAL_RANK; SIGTERM or SIGINT to the
+launcher is forwarded to the ranks, which stop at the same update, checkpoint
+and close their actors.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -18,6 +26,10 @@ import torch.multiprocessing as mp
 
 from learner import checkpoint
 from learner import config as configs
+
+from . import doctor
+
+RUNS_DIR_ENV = "APPLIANCE_RUNS_DIR"
 
 
 def default_env() -> str:
@@ -48,6 +60,8 @@ def resolve(
 ) -> tuple[dict[str, Any], Path]:
     """The resolved config and the run directory; refuses to overwrite a run unless resuming."""
 
+    if run_dir and Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise ValueError(f"--run-dir {run_dir} is not a directory")
     if resume:
         if not run_dir:
             raise ValueError("--resume needs --run-dir (the run to continue)")
@@ -66,7 +80,8 @@ def resolve(
         # atari/ ROMs); an env that cannot be made is a ValueError from configs.load.
         config = configs.load(env)
         label = env.replace("/", "-").replace(":", "-")
-        path = Path(run_dir) if run_dir else Path("runs") / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"
+        parent = Path(os.environ.get(RUNS_DIR_ENV) or "runs")
+        path = Path(run_dir) if run_dir else parent / f"{label}-{time.strftime('%Y%m%d-%H%M%S')}"
         if checkpoint.list_checkpoints(path):
             raise ValueError(
                 f"run dir {path} already holds checkpoints; pass --resume (or --resume-if-present) "
@@ -85,11 +100,105 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_main(
-    local_rank: int, world: int, port: int, config: dict[str, Any], run_dir: Path, resume: bool
-) -> None:
+def _torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def local_ranks(config: dict[str, Any], ranks: int | None) -> int:
+    """How many learner ranks this machine runs: torchrun's LOCAL_WORLD_SIZE, one per GPU, else ``ranks``."""
+    from learner.train import resolve_device
+
+    if _torchrun():
+        return int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+    device = resolve_device(config["train"]["device"])
+    if device.type == "cuda":
+        if ranks is not None and ranks != torch.cuda.device_count():
+            raise ValueError(
+                f"--ranks {ranks}: on CUDA there is one rank per GPU ({torch.cuda.device_count()})"
+            )
+        return torch.cuda.device_count()
+    return ranks or 1
+
+
+def checks(
+    config: dict[str, Any], ranks: int, metrics_port: int, metrics_addr: str
+) -> list[doctor.Check]:
+    """The doctor's checks for ``ranks`` local ranks of this config (what `appliance doctor` shows)."""
+    env, pool = config["env"], config.get("pool", {})
+    actors = pool.get("kind", "serial") == "actors"
+    return doctor.run(
+        env=env["name"],
+        num_envs=int(env["num_envs"]),
+        params=dict(env.get("params", {})),
+        ranks=ranks,
+        actors_per_rank=int(pool.get("num_actors", 1)) if actors else 0,
+        metrics_addr=metrics_addr,
+        metrics_port=metrics_port,
+        arena=actors,
+    )
+
+
+def preflight(config: dict[str, Any], ranks: int | None, metrics_port: int, metrics_addr: str) -> int:
+    """Refuses a run that cannot work, before anything is written; returns the local rank count.
+
+    Run once per machine: by the launcher, or under torchrun by LOCAL_RANK 0
+    (each torchrun rank still checks its own metrics port, as only it knows it).
+    Raises ValueError (or the port's OSError) with one sentence.
+    """
+    world = local_ranks(config, ranks)
+    if _torchrun():
+        local_rank = int(os.environ.get("LOCAL_RANK", os.environ["RANK"]))
+        if metrics_port:
+            from monitoring.exporter import check_port_free
+
+            check_port_free(metrics_addr, metrics_port + local_rank)
+        if local_rank != 0:
+            return world
+        metrics_port = 0  # the other local ranks' ports are theirs to check
+    failed = doctor.blocking(checks(config, world, metrics_port, metrics_addr))
+    if failed:
+        raise ValueError(failed[0].detail)
+    return world
+
+
+def make_exporter(config: dict[str, Any], run_dir: Path, metrics_port: int, metrics_addr: str) -> Any:
+    """This rank's MetricsExporter (port 0: a silent one), labelled rank/env/run, GPU readings for its device."""
+    from learner.train import resolve_device
+    from monitoring import MetricsExporter
+
+    rank = int(os.environ.get("RANK", 0))
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    device = resolve_device(config["train"]["device"], local_rank)
+    return MetricsExporter(
+        metrics_port,
+        metrics_addr,
+        rank=rank,
+        local_rank=local_rank,
+        env=config["env"]["name"],
+        run=Path(run_dir).resolve().name,
+        gpus=None if device.type == "cuda" else (),
+    )
+
+
+def _train_rank(
+    config: dict[str, Any], run_dir: Path, resume: bool, metrics_port: int, metrics_addr: str
+) -> dict[str, Any]:
     from learner.train import train
 
+    with make_exporter(config, run_dir, metrics_port, metrics_addr) as metrics:
+        return train(config, run_dir, resume=resume, metrics=metrics)
+
+
+def _rank_main(
+    local_rank: int,
+    world: int,
+    port: int,
+    config: dict[str, Any],
+    run_dir: Path,
+    resume: bool,
+    metrics_port: int,
+    metrics_addr: str,
+) -> None:
     os.environ.update(
         RANK=str(local_rank),
         LOCAL_RANK=str(local_rank),
@@ -98,30 +207,46 @@ def _rank_main(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )
-    train(config, run_dir, resume=resume)
+    _train_rank(config, run_dir, resume, metrics_port, metrics_addr)
 
 
-def launch(config: dict[str, Any], run_dir: Path, resume: bool, ranks: int | None) -> dict[str, Any] | None:
-    """Runs training; returns rank 0's summary (read back from the run dir when ranks were spawned)."""
-    from learner.train import resolve_device, train
+def launch(
+    config: dict[str, Any],
+    run_dir: Path,
+    resume: bool,
+    ranks: int | None,
+    metrics_port: int = 0,
+    metrics_addr: str = "127.0.0.1",
+    world: int | None = None,
+) -> dict[str, Any] | None:
+    """Runs training; returns rank 0's summary (read back from the run dir when ranks were spawned).
 
-    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:  # torchrun: be that rank
-        return train(config, run_dir, resume=resume)
-    device = resolve_device(config["train"]["device"])
-    if device.type == "cuda":
-        if ranks is not None and ranks != torch.cuda.device_count():
-            raise ValueError(
-                f"--ranks {ranks}: on CUDA there is one rank per GPU ({torch.cuda.device_count()})"
-            )
-        world = torch.cuda.device_count()
-    else:
-        world = ranks or 1
+    ``world``: the local rank count :func:`preflight` returned (computed here when None).
+    """
+    if _torchrun():  # torchrun: be that rank
+        return _train_rank(config, run_dir, resume, metrics_port, metrics_addr)
+    world = world or local_ranks(config, ranks)
     if world == 1:
-        return train(config, run_dir, resume=resume)
+        return _train_rank(config, run_dir, resume, metrics_port, metrics_addr)
     run_dir.mkdir(parents=True, exist_ok=True)
-    mp.start_processes(
-        _rank_main, args=(world, _free_port(), config, run_dir, resume), nprocs=world, start_method="spawn"
+    context = mp.start_processes(
+        _rank_main,
+        args=(world, _free_port(), config, run_dir, resume, metrics_port, metrics_addr),
+        nprocs=world,
+        start_method="spawn",
+        join=False,
     )
-    import json
 
+    def forward(signum: int, frame: Any) -> None:
+        for proc in context.processes:
+            if proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)  # each rank stops at the same update and checkpoints
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not context.join(timeout=1.0):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return json.loads((run_dir / "summary.json").read_text())

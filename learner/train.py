@@ -22,7 +22,9 @@ import hashlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from datetime import timedelta
@@ -42,6 +44,43 @@ from .pools import make_pool, rank_seed
 from .rollout import Rollout
 
 DIST_TIMEOUT = timedelta(seconds=120)
+
+_LOSS_KEYS = {  # ppo.update's stats -> the metrics sink's loss names
+    "pg_loss": "policy_loss",
+    "v_loss": "value_loss",
+    "entropy": "entropy",
+    "approx_kl": "approx_kl",
+    "clipfrac": "clip_fraction",
+    "explained_variance": "explained_variance",
+}
+
+
+class StopRequest:
+    """SIGTERM (and SIGINT) ask the loop to stop at the end of the current update.
+
+    Ranks agree on the stop through the per-update all-reduce, so every rank
+    reaches the checkpoint's collectives at the same update: a signal that hit
+    the ranks mid-collective (the launcher forwards SIGTERM, a terminal sends
+    SIGINT to all) can no longer leave them waiting on each other. A second
+    SIGINT in a single-process run raises KeyboardInterrupt as usual.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT and int(os.environ.get("WORLD_SIZE", 1)) == 1:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -96,11 +135,15 @@ def train(
     resume: bool = False,
     stop_after: int | None = None,
     live: bool | None = None,
+    metrics: Any | None = None,
 ) -> dict[str, Any]:
     """Trains as configured, in ``run_dir``; returns the summary (rank 0 also writes ``summary.json``).
 
     ``stop_after`` ends this process after that many updates (with a
     checkpoint), as an interruption would; the run can then be resumed.
+    ``metrics`` is this rank's metrics sink (``monitoring.MetricsExporter``'s
+    methods; the caller owns it): the learner only feeds it, so it needs no
+    import of ``monitoring`` and PPO stays free of it.
     """
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -120,9 +163,11 @@ def train(
         torch.use_deterministic_algorithms(True)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    stop = StopRequest()
     try:
-        return _train(config, run_dir, resume, stop_after, live, rank, world, device)
+        return _train(config, run_dir, resume, stop_after, live, rank, world, device, metrics, stop)
     finally:
+        stop.restore()
         if distributed and dist.is_initialized():
             dist.destroy_process_group()
 
@@ -136,6 +181,8 @@ def _train(
     rank: int,
     world: int,
     device: torch.device,
+    metrics: Any | None,
+    stop: StopRequest,
 ) -> dict[str, Any]:
     tcfg = config["train"]
     cfg = ppo.PPOConfig.from_config(config["ppo"])
@@ -143,6 +190,7 @@ def _train(
     torch.manual_seed(rank_seed(seed, rank))
     pool = make_pool(config, rank)
     try:
+        _attach_pool(metrics, pool)
         policy = make_policy(config, pool.single_observation_space, pool.single_action_space).to(device)
         optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
         rollout = Rollout(policy, pool, cfg.num_steps, device)
@@ -182,6 +230,9 @@ def _train(
         learn_s, reached_at, last_saved = 0.0, None, updates
         stats: dict[str, float] = {}
         global_mean = float("nan")
+        rank_batch = cfg.num_steps * pool.num_agents
+        restarts_seen = getattr(pool, "restarts", 0)
+        phase_seen = {"env": 0.0, "inference": 0.0, "learn": 0.0, "wall": 0.0}
         try:
             while updates < num_updates:
                 if updates == start_updates or (deterministic_resume and every and updates % every == 0):
@@ -207,14 +258,20 @@ def _train(
                 learn_s += time.perf_counter() - t0
                 updates += 1
                 agent_steps += batch_steps
-                window.add(pool.episode_stats())
+                episode_stats = pool.episode_stats()
+                window.add(episode_stats)
                 episodes, ret_sum, len_sum = window.sums()
-                flags = torch.tensor([episodes, ret_sum, len_sum], dtype=torch.float64)
+                flags = torch.tensor([episodes, ret_sum, len_sum, float(stop.requested)], dtype=torch.float64)
                 if world > 1:
                     dist.all_reduce(flags)  # every rank gets the same totals, so all agree to stop
                 global_mean = float(flags[1] / flags[0]) if flags[0] > 0 else float("nan")
                 mean_len = float(flags[2] / flags[0]) if flags[0] > 0 else float("nan")
                 elapsed = time.perf_counter() - start
+                if metrics is not None:
+                    restarts_seen = _feed_metrics(
+                        metrics, pool, rollout.times, learn_s, elapsed, phase_seen, rank_batch,
+                        episode_stats, stats, optimizer.param_groups[0]["lr"], restarts_seen,
+                    )
                 if target and flags[0] >= 100 and global_mean >= target and reached_at is None:
                     reached_at = elapsed
                 if every and updates % every == 0:
@@ -237,7 +294,7 @@ def _train(
                             "other_s": max(0.0, elapsed - env_s - inf_s - learn_s),
                         }
                     )
-                if reached_at is not None or (
+                if reached_at is not None or flags[3] > 0 or (
                     stop_after is not None and updates - start_updates >= stop_after
                 ):
                     break
@@ -288,6 +345,59 @@ def _agree_on_resume(path: Path, updates: int, world: int) -> None:
     found = sorted(set(seen))
     if len(found) > 1:
         raise ValueError(f"ranks resumed from different updates {found} (this rank read {path})")
+
+
+def _attach_pool(metrics: Any | None, pool: Any) -> None:
+    """Points the metrics sink at the pool's actor processes and arena (an in-process pool has neither)."""
+    if metrics is None:
+        return
+    pids = getattr(pool, "pids", None)
+    if pids is not None:
+        metrics.attach_actors({str(k): pid for k, pid in enumerate(pids) if pid is not None})
+    arena = getattr(pool, "arena_path", None)
+    if arena is not None:
+        metrics.set_arena(arena)
+
+
+def _feed_metrics(
+    metrics: Any,
+    pool: Any,
+    times: dict[str, float],
+    learn_s: float,
+    elapsed: float,
+    seen: dict[str, float],
+    rank_batch: int,
+    episode_stats: dict[str, float],
+    stats: dict[str, float],
+    lr: float,
+    restarts_seen: int,
+) -> int:
+    """One update's worth of metrics: this rank's steps and rate, phase deltas, episodes, losses.
+
+    A dozen dict lookups and float adds per update, next to a PPO update of
+    milliseconds. Returns the pool's restart count (re-attaching actors when it moved).
+    """
+    env_s, inf_s = times["env"], times["inference"]
+    d_env, d_inf = env_s - seen["env"], inf_s - seen["inference"]
+    d_learn, d_wall = learn_s - seen["learn"], elapsed - seen["wall"]
+    seen.update(env=env_s, inference=inf_s, learn=learn_s, wall=elapsed)
+    metrics.add_steps(rank_batch)
+    metrics.set_rate(rank_batch / d_wall if d_wall > 0 else 0.0)
+    metrics.add_phase("env_wait", d_env)
+    metrics.add_phase("inference", d_inf)
+    metrics.add_phase("learn", d_learn)
+    metrics.add_phase("other", max(0.0, d_wall - d_env - d_inf - d_learn))
+    metrics.observe_episodes(episode_stats)
+    losses = {name: stats[key] for key, name in _LOSS_KEYS.items() if key in stats and not math.isnan(stats[key])}
+    losses["learning_rate"] = lr
+    metrics.set_losses(losses)
+    restarts = getattr(pool, "restarts", None)
+    if restarts is not None:
+        metrics.set_restarts(restarts)
+        if restarts != restarts_seen:
+            _attach_pool(metrics, pool)
+        return restarts
+    return restarts_seen
 
 
 def parameters_digest(model: torch.nn.Module) -> str:

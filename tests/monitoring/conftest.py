@@ -1,9 +1,11 @@
-"""A real Prometheus server scraping a real multi-rank run, for the monitoring tests.
+"""A real Prometheus server scraping a real two-rank `appliance train` run, for the monitoring tests.
 
-``TRAIN_COMMAND`` is what gets scraped. Until `appliance train` exists it is a
-stand-in that runs two ranks' exporters over real envs; switch it to
-``["appliance", "train", "--env", "cartpole", "--ranks", "2", "--metrics-port", "{port}", ...]``
-when it lands ({port}: the base metrics port, {run}: a unique run name).
+``TRAIN_COMMAND`` is what gets scraped: {port} is the base metrics port, {dir}
+a fresh parent directory and {run} a unique run name (the run dir's name, hence
+the ``run`` label). The run trains CartPole on 2 CPU ranks with the actor pool
+(2 actors each, so actor CPU/RSS and arena series exist) and far more steps than
+a test lasts; it is stopped the way `docker stop` stops it, SIGTERM to the
+launcher only, after which every rank checkpoints and exits.
 """
 
 from __future__ import annotations
@@ -27,8 +29,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 RANKS = 2
-TRAIN_COMMAND = [sys.executable, str(Path(__file__).with_name("two_rank_run.py")),
-                 "--metrics-port", "{port}", "--run", "{run}", "--ranks", str(RANKS), "--seconds", "180"]
+NUM_ENVS = 32
+ACTORS = 2  # per rank
+TRAIN_COMMAND = [
+    sys.executable, "-m", "appliance", "train", "--env", "cartpole", "--ranks", str(RANKS),
+    "--metrics-port", "{port}", "--metrics-addr", "127.0.0.1", "--run-dir", "{dir}/{run}",
+    "--set", "pool.kind=actors", "--set", f"pool.num_actors={ACTORS}", "--set", f"env.num_envs={NUM_ENVS}",
+    "--set", "train.total_steps=1000000000", "--set", "train.log_every_seconds=30",
+]
 PROMETHEUS = shutil.which("prometheus")
 
 
@@ -72,14 +80,20 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+def stop_process(proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """SIGTERM to the process itself (as `docker stop` does); its whole session is SIGKILLed after ``timeout``."""
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout)
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # leftovers of a run that did not stop cleanly
+    except ProcessLookupError:
+        pass
+    if proc.poll() is None:
+        proc.wait(10)
 
 
 @dataclass
@@ -87,6 +101,7 @@ class ScrapedRun:
     process: subprocess.Popen
     base_port: int
     run: str
+    run_dir: Path
 
     @property
     def targets(self) -> list[str]:
@@ -112,24 +127,27 @@ class Prometheus:
 
 
 @pytest.fixture(scope="module")
-def scraped_run() -> Iterator[Callable[[list[str]], ScrapedRun]]:
-    """Starts ``command`` (with {port} and {run} filled in) and waits until every rank serves metrics."""
+def scraped_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[list[str]], ScrapedRun]]:
+    """Starts ``command`` (with {port}, {dir} and {run} filled in) and waits until every rank serves metrics."""
     started: list[subprocess.Popen] = []
 
     def start(command: list[str]) -> ScrapedRun:
         base = free_port_block(RANKS)
         run = f"test-{uuid.uuid4().hex[:8]}"
-        argv = [part.format(port=base, run=run) for part in command]
-        proc = subprocess.Popen(argv, cwd=REPO, start_new_session=True)
+        parent = tmp_path_factory.mktemp("runs")
+        argv = [part.format(port=base, run=run, dir=parent) for part in command]
+        log = open(parent / "train.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(argv, cwd=REPO, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
         started.append(proc)
-        handle = ScrapedRun(proc, base, run)
+        handle = ScrapedRun(proc, base, run, parent / run)
 
         def serving() -> bool:
             if proc.poll() is not None:
-                raise RuntimeError(f"{argv[:3]} exited with {proc.returncode} before serving metrics")
+                output = (parent / "train.log").read_text()[-2000:]
+                raise RuntimeError(f"{argv[:5]} exited with {proc.returncode} before serving metrics: {output}")
             return all("appliance_env_steps_total{" in handle.metrics(r) for r in range(RANKS))
 
-        wait_until(serving, 60, f"{RANKS} ranks to serve /metrics")
+        wait_until(serving, 120, f"{RANKS} ranks to serve /metrics")
         return handle
 
     yield start

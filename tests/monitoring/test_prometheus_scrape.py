@@ -1,4 +1,4 @@
-"""A real Prometheus scrapes a real two-rank run; the dashboard's PromQL is evaluated by it."""
+"""A real Prometheus scrapes a real two-rank `appliance train` run; the dashboard's PromQL is evaluated by it."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ import subprocess
 import time
 import urllib.request
 
+import psutil
 import pytest
-from conftest import RANKS, TRAIN_COMMAND, wait_until
+from conftest import ACTORS, NUM_ENVS, RANKS, TRAIN_COMMAND, stop_process, wait_until
 
+import envs
+from actors.arena import PREFIX, layout, shm_dir
+from learner import checkpoint
 from monitoring.dashboard import dashboard_json
 from monitoring.gpu import GpuSampler, GpuUnavailable
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(300)
 
 
 def _has_gpu() -> bool:
@@ -34,7 +38,7 @@ def setup(scraped_run, prometheus):
     prom = prometheus(run.targets)
     # rate() over 10 s needs a few samples of each rank: wait until both give a positive rate.
     rate = f'rate(appliance_env_steps_total{{run="{run.run}"}}[10s]) > 0'
-    wait_until(lambda: len(prom.query(rate)) == RANKS, 60, "a positive steps rate from every rank")
+    wait_until(lambda: len(prom.query(rate)) == RANKS, 120, "a positive steps rate from every rank")
     return run, prom
 
 
@@ -99,16 +103,22 @@ def test_promtool_accepts_each_rank_exposition(setup):
 
 def test_process_series_are_plausible(setup):
     run, prom = setup
-    wait_until(lambda: len(prom.query(f'appliance_actor_cpu_ratio{{run="{run.run}"}}')) == RANKS, 30,
-               "actor CPU readings from every rank")
+    actors = f'appliance_actor_cpu_ratio{{run="{run.run}"}}'
+    wait_until(lambda: len(prom.query(actors)) == RANKS * ACTORS, 30, "CPU readings of every rank's actors")
+    per_rank = prom.query(f"count by (rank) ({actors})")
+    assert sorted((s["metric"]["rank"], s["value"][1]) for s in per_rank) == [
+        (str(r), str(ACTORS)) for r in range(RANKS)
+    ]
     for s in prom.query(f'appliance_actor_cpu_ratio{{run="{run.run}"}}'):
         assert 0.0 <= float(s["value"][1]) <= 1.0
     for s in prom.query(f'appliance_actor_rss_bytes{{run="{run.run}"}}'):
         assert float(s["value"][1]) > 1e6  # a Python process with numpy loaded
     arena = prom.query(f'appliance_arena_shm_bytes{{run="{run.run}"}}')
-    assert [float(s["value"][1]) for s in arena] == [1 << 20] * RANKS
+    _, size = layout(envs.buffer_spec("cartpole", NUM_ENVS))  # each rank's ActorPool arena file
+    assert [float(s["value"][1]) for s in arena] == [size] * RANKS
     episodes = prom.query(f'appliance_episode_return{{run="{run.run}"}}')
-    assert all(5 < float(s["value"][1]) < 100 for s in episodes)  # random CartPole lasts ~22 steps
+    assert len(episodes) == RANKS
+    assert all(5 < float(s["value"][1]) <= 500 for s in episodes)  # CartPole-v1 returns, learning or not
 
 
 def test_measure_scrape_time(setup, record_property):
@@ -125,3 +135,20 @@ def test_measure_scrape_time(setup, record_property):
     record_property("scrape_median_ms", median * 1e3)
     print(f"\n/metrics scrape: median {median * 1e3:.2f} ms over 50 ({size} bytes)")
     assert re.search(r"^appliance_env_steps_total\{", run.metrics(0), re.M)
+
+
+def test_sigterm_to_the_launcher_stops_every_rank_with_a_checkpoint_and_no_leftovers(setup):
+    """Runs last: stops the run as `docker stop` does and looks for what it left behind."""
+    run, _ = setup
+    family = psutil.Process(run.process.pid).children(recursive=True)
+    pids = {p.pid for p in family} | {run.process.pid}
+    assert len(family) >= RANKS * 3  # ranks, their fork servers and actors
+    stop_process(run.process)
+    assert run.process.returncode == 0, (run.run_dir.parent / "train.log").read_text()[-2000:]
+    assert checkpoint.list_checkpoints(run.run_dir)
+    assert (run.run_dir / "summary.json").exists()
+    alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
+    left = [e.name for e in shm_dir().iterdir()
+            if e.name.startswith(PREFIX) and int(e.name[len(PREFIX):].split("-")[0]) in pids]
+    assert left == []
