@@ -47,7 +47,7 @@ def _agent_command(port: int, rdzv_id: str, run_dir: Path, is_host: bool) -> lis
         "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", f"--rdzv-id={rdzv_id}",
         f"--rdzv-conf=is_host={int(is_host)},join_timeout=60,read_timeout=60",
         "--local-addr=127.0.0.1", "--max-restarts=2", "--monitor-interval=0.2",
-        "-m", "appliance", "train", "--env", "cartpole", "--device", "cpu",
+        "-m", "appliance", "train", "--env", "cartpole", "--device", "cpu", "--metrics-port", "0",
         "--run-dir", str(run_dir), "--resume-if-present",
         "--total-steps", str(UPDATES * STEPS_PER_UPDATE),
         "--set", "env.num_envs=16", "--set", "ppo.num_steps=16",
