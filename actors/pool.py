@@ -37,6 +37,8 @@ from .arena import Arena, private_dir, sweep_stale
 from .worker import ActorConfig, main, make_env
 
 _MASK64 = (1 << 64) - 1
+# Plain ints: pyzmq's flag enums cost an object per ``|``/``&`` on the per-message path.
+_NOBLOCK, _SNDMORE, _POLLIN, _EVENTS = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.POLLIN), int(zmq.EVENTS)
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
@@ -340,36 +342,33 @@ class ActorPool:
 
     def _signal(self, k: int, msg: bytes) -> None:
         try:
-            self._router.send(self._idents[k], zmq.SNDMORE | zmq.NOBLOCK)
-            self._router.send(msg, zmq.NOBLOCK)
+            self._router.send(self._idents[k], _SNDMORE | _NOBLOCK)
+            self._router.send(msg, _NOBLOCK)
         except zmq.ZMQError:
             self._check_alive()  # unroutable: it died (or is dying); report or restart it
         self._pending[k] = True  # if it was not dead yet, the wait's liveness check sees it
 
-    def _handle(self, frames: list[bytes]) -> None:
-        k = self._actor_of.get(frames[0])
+    def _handle(self, ident: bytes, payload: bytes) -> None:
+        k = self._actor_of.get(ident)
         if k is None:
             return  # a message from a replaced actor
-        op = frames[1][:1]
+        op = payload[:1]
         if op in (b"D", b"H"):
             self._pending[k] = False
-            if len(frames) > 2:
-                count, means = json.loads(frames[2])
+            if len(payload) > 1:
+                count, means = json.loads(payload[1:])
                 self._episodes += count
                 for key, mean in means.items():
                     self._stats_sum[key] = self._stats_sum.get(key, 0.0) + mean * count
         elif op == b"E":
-            self._tracebacks[k] = frames[2].decode(errors="replace")
+            self._tracebacks[k] = payload[1:].decode(errors="replace")
 
     def _drain(self) -> None:
-        """Handles every message already queued, without blocking."""
-        recv, handle = self._router.recv_multipart, self._handle
-        while True:
-            try:
-                frames = recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            handle(frames)
+        """Handles every message already queued, without blocking (each is identity + one frame)."""
+        router, handle = self._router, self._handle
+        while router.getsockopt(_EVENTS) & _POLLIN:
+            ident = router.recv(_NOBLOCK)
+            handle(ident, router.recv(_NOBLOCK))
 
     def _wait(self, actors: range, deadline: float) -> None:
         """Blocks (no spinning) until ``actors`` have answered; wakes on messages and on deaths.

@@ -4,8 +4,8 @@ Control protocol (ZeroMQ DEALER → the pool's ROUTER, identity ``b"<actor>:<gen
 
 - pool → actor: ``S`` step with the actions already in the arena, ``R<seed:8>`` reset,
   ``Q`` quit.
-- actor → pool: ``H`` hello (envs built, observations ready), ``D`` done (optionally
-  with a JSON frame ``[episodes, {stat: mean}]``), ``E`` + traceback before dying.
+- actor → pool, one frame each: ``H`` hello (envs built, observations ready), ``D`` done
+  (optionally followed by JSON ``[episodes, {stat: mean}]``), ``E`` + traceback before dying.
 
 No data crosses the socket. The actor never spins: it blocks in ``recv`` with a short
 timeout and uses each timeout to check that its owner is still alive.
@@ -87,7 +87,7 @@ def main(cfg: ActorConfig) -> None:
         _serve(cfg, sock, parent)
     except BaseException:
         # Tell the pool why before dying: term() waits (up to the linger) until the message left.
-        sock.send_multipart([b"E", traceback.format_exc().encode()])
+        sock.send(b"E" + traceback.format_exc().encode())
         sock.close(linger=1000)
         context.term()
         os._exit(1)
@@ -142,6 +142,6 @@ def _serve(cfg: ActorConfig, sock: zmq.Socket, parent: int) -> None:
         summary = stats()
         count = summary.pop("episodes", 0)
         if count:
-            sock.send_multipart([b"D", json.dumps([count, summary]).encode()])
+            send(b"D" + json.dumps([count, summary]).encode())
         else:
             send(b"D")
