@@ -16,28 +16,53 @@ import numpy as np
 
 def check_actions(actions: Any, space: gymnasium.Space, shape: tuple[int, ...]) -> np.ndarray:
     """Returns ``actions`` as an ndarray of ``shape`` or raises one clear ValueError."""
-    if not isinstance(actions, np.ndarray):
-        actions = np.asarray(actions)
-    if actions.shape != shape:
-        raise ValueError(f"actions must have shape {shape}, got {actions.shape}")
-    kind = actions.dtype.kind
-    if isinstance(space, (gymnasium.spaces.Discrete, gymnasium.spaces.MultiDiscrete)):
-        if kind not in "iu":
-            raise ValueError(f"actions must have an integer dtype for {space}, got {actions.dtype}")
-        low = np.asarray(space.start)
-        high = low + np.asarray(space.n if isinstance(space, gymnasium.spaces.Discrete) else space.nvec)
-        bad = (actions < low) | (actions >= high)
-        if bad.any():
-            row = int(np.argwhere(bad)[0][0])
-            raise ValueError(
-                f"actions out of range for {space}: row {row} holds {actions[row].tolist()}"
-            )
-    elif isinstance(space, gymnasium.spaces.Box):
-        if kind not in "fiu":
-            raise ValueError(f"actions must have a numeric dtype for {space}, got {actions.dtype}")
-        if kind == "f" and not np.isfinite(actions).all():
-            raise ValueError("actions must be finite (found NaN or inf)")
-    elif isinstance(space, gymnasium.spaces.MultiBinary):
-        if kind not in "iub" or ((actions != 0) & (actions != 1)).any():
-            raise ValueError(f"actions must be 0/1 integers for {space}")
-    return actions
+    return ActionCheck(space, shape)(actions)
+
+
+class ActionCheck:
+    """:func:`check_actions` for one space and shape, with the bounds computed once.
+
+    The pool checks every batch it sends, so the check is two reductions (min, max)
+    for Discrete and no temporary arrays on the happy path.
+    """
+
+    def __init__(self, space: gymnasium.Space, shape: tuple[int, ...]) -> None:
+        self.space, self.shape = space, tuple(shape)
+        self.low = self.high = None
+        if isinstance(space, (gymnasium.spaces.Discrete, gymnasium.spaces.MultiDiscrete)):
+            self.low = np.asarray(space.start)
+            n = space.n if isinstance(space, gymnasium.spaces.Discrete) else space.nvec
+            self.high = self.low + np.asarray(n)
+        self._scalar = self.low is not None and self.low.ndim == 0
+        if self._scalar:
+            self._lo, self._hi = int(self.low), int(self.high)
+
+    def __call__(self, actions: Any) -> np.ndarray:
+        if not isinstance(actions, np.ndarray):
+            actions = np.asarray(actions)
+        if actions.shape != self.shape:
+            raise ValueError(f"actions must have shape {self.shape}, got {actions.shape}")
+        kind, space = actions.dtype.kind, self.space
+        if self.low is not None:
+            if kind not in "iu":
+                raise ValueError(f"actions must have an integer dtype for {space}, got {actions.dtype}")
+            if actions.size and (
+                (np.minimum.reduce(actions, axis=None) < self._lo
+                 or np.maximum.reduce(actions, axis=None) >= self._hi)
+                if self._scalar
+                else ((actions < self.low) | (actions >= self.high)).any()
+            ):
+                bad = (actions < self.low) | (actions >= self.high)
+                row = int(np.argwhere(bad)[0][0])
+                raise ValueError(
+                    f"actions out of range for {space}: row {row} holds {actions[row].tolist()}"
+                )
+        elif isinstance(space, gymnasium.spaces.Box):
+            if kind not in "fiu":
+                raise ValueError(f"actions must have a numeric dtype for {space}, got {actions.dtype}")
+            if kind == "f" and not np.isfinite(actions).all():
+                raise ValueError("actions must be finite (found NaN or inf)")
+        elif isinstance(space, gymnasium.spaces.MultiBinary):
+            if kind not in "iub" or ((actions != 0) & (actions != 1)).any():
+                raise ValueError(f"actions must be 0/1 integers for {space}")
+        return actions

@@ -94,6 +94,52 @@ def candidates(num_cores: int, env_step_s: float) -> list[dict[str, int]]:
     return out
 
 
+class PoolLoop:
+    """An open pool driven by a no-op policy (constant actions): ``run(seconds)`` times recv/send.
+
+    Benchmarks keep several open at once and interleave their runs, so load from other
+    processes on a shared machine falls on every entry alike.
+    """
+
+    def __init__(self, env: str | Callable[..., Any], layout: dict[str, int], **params: Any) -> None:
+        sizes = (layout["num_envs"], layout["num_actors"], layout["batch_size"])
+        self.pool = ActorPool(env, *sizes, seed=0, **params)
+        try:
+            space = self.pool.single_action_space
+            # The arena's dtype, so send() checks and copies without converting.
+            dtype = self.pool.buffers["actions"].dtype
+            self.actions = np.stack([space.sample() for _ in range(self.pool.batch_rows)]).astype(dtype)
+            self.pool.async_reset(0)
+            self.run(0.0)
+        except BaseException:
+            self.pool.close()
+            raise
+
+    def run(self, seconds: float) -> float:
+        """Agent-steps/s over at least ``seconds`` (and at least every group once around)."""
+        pool, actions, rows = self.pool, self.actions, self.pool.batch_rows
+        for _ in range(pool.num_groups):  # warm up: every group once around
+            pool.recv()
+            pool.send(actions)
+        done, start = 0, time.perf_counter()
+        while True:
+            pool.recv()
+            pool.send(actions)
+            done += rows
+            now = time.perf_counter()
+            if now - start >= seconds:
+                return done / (now - start)
+
+    def close(self) -> None:
+        self.pool.close()
+
+    def __enter__(self) -> PoolLoop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def pool_rates(
     env: str | Callable[..., Any],
     layout: dict[str, int],
@@ -103,25 +149,10 @@ def pool_rates(
     **params: Any,
 ) -> list[float]:
     """Agent-steps/s of ``runs`` timed recv/send loops with constant actions (a no-op policy)."""
-    sizes = (layout["num_envs"], layout["num_actors"], layout["batch_size"])
-    with ActorPool(env, *sizes, seed=0, **params) as pool:
-        space = pool.single_action_space
-        actions = np.stack([space.sample() for _ in range(pool.batch_rows)])
-        pool.async_reset(0)
-        for _ in range(2 * pool.num_groups):  # warm up: every group once around
-            pool.recv()
-            pool.send(actions)
+    with PoolLoop(env, layout, **params) as loop:
         rates = []
         for _ in range(runs):
-            done, start = 0, time.perf_counter()
-            while True:
-                pool.recv()
-                pool.send(actions)
-                done += pool.batch_rows
-                now = time.perf_counter()
-                if now - start >= seconds:
-                    break
-            rates.append(done / (now - start))
+            rates.append(loop.run(seconds))
             if on_run:
                 on_run()
         return rates

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import select
 import shutil
 import signal
 import time
@@ -31,11 +32,13 @@ from typing import Any
 import numpy as np
 import zmq
 
-from .actions import check_actions
+from .actions import ActionCheck
 from .arena import Arena, private_dir, sweep_stale
 from .worker import ActorConfig, main, make_env
 
 _MASK64 = (1 << 64) - 1
+# Plain ints: pyzmq's flag enums cost an object per ``|``/``&`` on the per-message path.
+_NOBLOCK, _SNDMORE, _POLLIN, _EVENTS = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.POLLIN), int(zmq.EVENTS)
 _GOLDEN = 0x9E3779B97F4A7C15
 
 
@@ -150,7 +153,9 @@ class ActorPool:
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._procs: list[Any] = [None] * num_actors
-        self._poll_cache: zmq.Poller | None = None
+        self._poll_cache: Any = None  # select.epoll over the router's FD and the actors' exit fds
+        self._idents: list[bytes] = [b""] * num_actors  # current identity per actor
+        self._actor_of: dict[bytes, int] = {}  # identity -> actor, current generations only
         self._exit_fds: list[Any] = [None] * num_actors
         self._closed = False
         arenas: list[Arena] = []
@@ -169,6 +174,7 @@ class ActorPool:
             }  # rows per env
             self._generation = [0] * num_actors
             self._pending = [False] * num_actors
+            self._router_fd = self._router.getsockopt(zmq.FD)
             self._tracebacks: dict[int, str] = {}
             self._stats_sum: dict[str, float] = {}
             self._episodes = 0
@@ -184,6 +190,7 @@ class ActorPool:
             views = {name: a[lo * self._rows[name]:hi * self._rows[name]] for name, a in self.buffers.items()}
             env_ids = np.arange(lo * self.agents_per_env, hi * self.agents_per_env)
             self._groups.append((views, env_ids))
+        self._check = ActionCheck(self.single_action_space, self._groups[0][0]["actions"].shape)
         self._next = 0
         self._held: int | None = None
         self._reset_done = False
@@ -220,8 +227,7 @@ class ActorPool:
             raise RuntimeError("send() must follow recv()")
         g = self._held
         target = self._groups[g][0]["actions"]
-        actions = check_actions(actions, self.single_action_space, target.shape)
-        np.copyto(target, actions, casting="unsafe")
+        np.copyto(target, self._check(actions), casting="unsafe")
         for k in self._group_actors(g):
             self._signal(k, b"S")
         self._held = None
@@ -249,10 +255,12 @@ class ActorPool:
         for k, proc in enumerate(self._procs):
             if proc is not None and proc.exitcode is None:
                 try:
-                    self._router.send_multipart([b"%d:%d" % (k, self._generation[k]), b"Q"], zmq.NOBLOCK)
+                    self._router.send_multipart([self._idents[k], b"Q"], zmq.NOBLOCK)
                 except zmq.ZMQError:
                     pass  # gone already; the cleanup kills what is left
         self._finalizer()
+        if self._poll_cache is not None:
+            self._poll_cache.close()
 
     def __enter__(self) -> ActorPool:
         return self
@@ -323,70 +331,82 @@ class ActorPool:
             self._exit_fds[k] = proc.sentinel
         if old is not None and old != old_proc.sentinel:
             _close_fd(old)  # the replaced actor's pidfd
-        self._poll_cache = None
+        self._actor_of.pop(self._idents[k], None)
+        self._idents[k] = cfg.identity
+        self._actor_of[cfg.identity] = k
+        if self._poll_cache is not None:
+            self._poll_cache.close()
+            self._poll_cache = None
         self._pending[k] = True
         self._tracebacks.pop(k, None)
 
     def _signal(self, k: int, msg: bytes) -> None:
-        ident = b"%d:%d" % (k, self._generation[k])
         try:
-            self._router.send_multipart([ident, msg], flags=zmq.NOBLOCK)
+            self._router.send(self._idents[k], _SNDMORE | _NOBLOCK)
+            self._router.send(msg, _NOBLOCK)
         except zmq.ZMQError:
             self._check_alive()  # unroutable: it died (or is dying); report or restart it
-            self._pending[k] = True  # if it was not dead yet, the wait's liveness check sees it
-        else:
-            self._pending[k] = True
+        self._pending[k] = True  # if it was not dead yet, the wait's liveness check sees it
 
-    def _handle(self, frames: list[bytes]) -> None:
-        actor, _, generation = frames[0].partition(b":")
-        k, gen = int(actor), int(generation)
-        if gen != self._generation[k]:
+    def _handle(self, ident: bytes, payload: bytes) -> None:
+        k = self._actor_of.get(ident)
+        if k is None:
             return  # a message from a replaced actor
-        op = frames[1][:1]
+        op = payload[:1]
         if op in (b"D", b"H"):
             self._pending[k] = False
-            if len(frames) > 2:
-                count, means = json.loads(frames[2])
+            if len(payload) > 1:
+                count, means = json.loads(payload[1:])
                 self._episodes += count
                 for key, mean in means.items():
                     self._stats_sum[key] = self._stats_sum.get(key, 0.0) + mean * count
         elif op == b"E":
-            self._tracebacks[k] = frames[2].decode(errors="replace")
+            self._tracebacks[k] = payload[1:].decode(errors="replace")
 
     def _drain(self) -> None:
-        while self._router.poll(0):
-            self._handle(self._router.recv_multipart())
+        """Handles every message already queued, without blocking (each is identity + one frame)."""
+        router, handle = self._router, self._handle
+        while router.getsockopt(_EVENTS) & _POLLIN:
+            ident = router.recv(_NOBLOCK)
+            handle(ident, router.recv(_NOBLOCK))
 
     def _wait(self, actors: range, deadline: float) -> None:
-        """Blocks (no spinning) until ``actors`` have answered; wakes on messages and on deaths."""
+        """Blocks (no spinning) until ``actors`` have answered; wakes on messages and on deaths.
+
+        One ``epoll`` waits on the router's notification fd (ZMQ_FD: readable once the socket
+        may hold messages, so ``_drain`` runs before every sleep) and on every actor's pidfd.
+        """
+        pending, epoll = self._pending, self._poller()
         while True:
             self._drain()
-            late = [k for k in actors if self._pending[k]]
-            wait_s = 0.0
-            if late:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    k = late[0]
-                    self._failure = ActorError(
-                        k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)"
-                    )
-                    raise self._failure
-                wait_s = min(remaining, 0.25)
-            # Even when the batch is complete, one zero-timeout poll sees any actor that died.
-            events = self._poller().poll(wait_s * 1000)
-            fired = [item for item, _ in events if item is not self._router]
-            if fired or (late and not events):
+            if not any(pending[k] for k in actors):
+                # Even when the batch is complete, a zero-timeout poll sees any actor that died.
+                fired = [fd for fd, _ in epoll.poll(0) if fd != self._router_fd]
+                if not fired:
+                    return
+                self._check_alive(fired)
+                epoll = self._poller()
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                k = next(k for k in actors if pending[k])
+                self._failure = ActorError(
+                    k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)"
+                )
+                raise self._failure
+            events = epoll.poll(min(remaining, 0.25))
+            fired = [fd for fd, _ in events if fd != self._router_fd]
+            if fired or not events:
                 self._check_alive(fired)  # an actor exited, or a quiet quarter second passed
-            elif not late:
-                return
+                epoll = self._poller()
 
-    def _poller(self) -> zmq.Poller:
-        """The router plus a pidfd per actor (readable the moment it exits); rebuilt on restart."""
+    def _poller(self) -> Any:
+        """epoll over the router's FD plus a pidfd per actor (readable once it exits); rebuilt on restart."""
         if self._poll_cache is None:
-            self._poll_cache = zmq.Poller()
-            self._poll_cache.register(self._router, zmq.POLLIN)
-            for k in range(self.num_actors):
-                self._poll_cache.register(self._exit_fds[k], zmq.POLLIN)
+            self._poll_cache = select.epoll()
+            self._poll_cache.register(self._router_fd, select.EPOLLIN)
+            for fd in self._exit_fds:
+                self._poll_cache.register(fd, select.EPOLLIN)
         return self._poll_cache
 
     def _check_alive(self, fired: list[int] | None = None) -> None:

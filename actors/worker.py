@@ -4,10 +4,10 @@ Control protocol (ZeroMQ DEALER → the pool's ROUTER, identity ``b"<actor>:<gen
 
 - pool → actor: ``S`` step with the actions already in the arena, ``R<seed:8>`` reset,
   ``Q`` quit.
-- actor → pool: ``H`` hello (envs built, observations ready), ``D`` done (optionally
-  with a JSON frame ``[episodes, {stat: mean}]``), ``E`` + traceback before dying.
+- actor → pool, one frame each: ``H`` hello (envs built, observations ready), ``D`` done
+  (optionally followed by JSON ``[episodes, {stat: mean}]``), ``E`` + traceback before dying.
 
-No data crosses the socket. The actor never spins: it blocks in ``poll`` with a short
+No data crosses the socket. The actor never spins: it blocks in ``recv`` with a short
 timeout and uses each timeout to check that its owner is still alive.
 """
 
@@ -87,7 +87,7 @@ def main(cfg: ActorConfig) -> None:
         _serve(cfg, sock, parent)
     except BaseException:
         # Tell the pool why before dying: term() waits (up to the linger) until the message left.
-        sock.send_multipart([b"E", traceback.format_exc().encode()])
+        sock.send(b"E" + traceback.format_exc().encode())
         sock.close(linger=1000)
         context.term()
         os._exit(1)
@@ -119,25 +119,29 @@ def _serve(cfg: ActorConfig, sock: zmq.Socket, parent: int) -> None:
         views["terminals"][...] = False
         views["rewards"][...] = 0
     sock.send(b"H")
+    # A blocking recv with a timeout: one call per message, no poll-then-recv pair; each
+    # timeout checks that the owner is still alive.
+    sock.setsockopt(zmq.RCVTIMEO, POLL_MS)
+    recv, send, step, stats = sock.recv, sock.send, env.step, env.episode_stats
     while True:
-        if not sock.poll(POLL_MS):
+        try:
+            msg = recv()
+        except zmq.Again:
             if _orphaned(parent, cfg.owner_pid):
                 os._exit(0)
             continue
-        msg = sock.recv()
-        op = msg[:1]
-        if op == b"S":
-            env.step()
-        elif op == b"R":
+        if msg == b"S":
+            step()
+        elif msg[:1] == b"R":
             env.reset(int.from_bytes(msg[1:9], "little"))
-        elif op == b"Q":
+        elif msg == b"Q":
             env.close()
             return
         else:
             raise RuntimeError(f"actor {cfg.index}: unknown control message {msg[:16]!r}")
-        stats = env.episode_stats()
-        count = stats.pop("episodes", 0)
+        summary = stats()
+        count = summary.pop("episodes", 0)
         if count:
-            sock.send_multipart([b"D", json.dumps([count, stats]).encode()])
+            send(b"D" + json.dumps([count, summary]).encode())
         else:
-            sock.send(b"D")
+            send(b"D")

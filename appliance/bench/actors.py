@@ -1,19 +1,30 @@
 """`appliance bench actors`: the actor pool against the raw C loop and its peers, same cores.
 
-Entries: the raw single-core C loop; the pool with a no-op policy (constant actions,
-recv/send loop) for 1..cores actors and for 4x more actors than cores; and, when
-installed, EnvPool's and Gymnasium AsyncVectorEnv's CartPole-v1 (the peers of the
-design targets). ``--autotune`` measures candidate layouts and saves the fastest.
+Entries: the raw single-core C loop (at the per-actor env counts the pool entries use);
+the pool with a no-op policy (constant actions, recv/send loop) for 1..cores actors and
+for 4x more actors than cores, both with the same total envs and with the same envs per
+actor; and, when installed, EnvPool's and Gymnasium AsyncVectorEnv's CartPole-v1 (the
+peers of the design targets). ``--autotune`` measures candidate layouts and saves the
+fastest.
+
+The raw loops and the pool entries stay open together and their runs are interleaved
+(run 1 of every entry, then run 2, ...), so load from other processes on a shared
+machine falls on all of them alike. Besides agent-steps/s, each entry reports the CPU
+time it burned per agent-step (every process and thread it owns): on a busy machine
+that is the steadier measure of the pool's overhead.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import psutil
 from rich.console import Console
 
 import envs
@@ -25,16 +36,47 @@ from .envs import LAYOUTS
 PEER_ENV = "CartPole-v1"
 
 
-def _raw_rates(env: str, num_envs: int, seconds: float, runs: int, on_run: Callable) -> list[float]:
-    e = envs.make(env, num_envs=num_envs, seed=0)
-    e.actions[...] = np.stack([e.single_action_space.sample() for _ in range(e.num_agents)])
-    rates = []
-    with pinned({min(os.sched_getaffinity(0))}):
-        for _ in range(runs):
-            rates.append(timed_rate(lambda: (e.step(), e.num_agents)[1], seconds))
-            on_run()
-    e.close()
-    return rates
+class _RawLoop:
+    """The raw C loop on one core: ``step()`` in place, constant actions, nothing else."""
+
+    def __init__(self, env: str, num_envs: int) -> None:
+        self.env = envs.make(env, num_envs=num_envs, seed=0)
+        space = self.env.single_action_space
+        self.env.actions[...] = np.stack([space.sample() for _ in range(self.env.num_agents)])
+
+    def run(self, seconds: float) -> tuple[float, float]:
+        """(agent-steps/s, CPU ns per agent-step) over ``seconds``."""
+        e = self.env
+        with pinned({min(os.sched_getaffinity(0))}):
+            e.step()
+            cpu, wall = time.thread_time(), time.perf_counter()
+            rate = timed_rate(lambda: (e.step(), e.num_agents)[1], seconds)
+            cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+        return rate, cpu / (rate * wall) * 1e9
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class _PoolLoop:
+    """The pool with a no-op policy; its CPU counts the caller and every actor process."""
+
+    def __init__(self, env: str, layout: dict[str, int]) -> None:
+        self.loop = autotune.PoolLoop(env, layout)
+        self.procs = [psutil.Process(os.getpid())] + [psutil.Process(p) for p in self.loop.pool.pids]
+
+    def _cpu(self) -> float:
+        return sum(sum(p.cpu_times()[:2]) for p in self.procs)
+
+    def run(self, seconds: float) -> tuple[float, float]:
+        """(agent-steps/s, CPU ns per agent-step) over ``seconds``."""
+        cpu, wall = self._cpu(), time.perf_counter()
+        rate = self.loop.run(seconds)
+        cpu, wall = self._cpu() - cpu, time.perf_counter() - wall
+        return rate, cpu / (rate * wall) * 1e9
+
+    def close(self) -> None:
+        self.loop.close()
 
 
 def _envpool_rates(num_envs: int, cores: int, seconds: float, runs: int, on_run: Callable) -> list[float]:
@@ -100,51 +142,82 @@ def run(env: str, seconds: float, runs: int, json_path: str | None, console: Con
     cores = len(os.sched_getaffinity(0))
     per_core = LAYOUTS.get(env, {"num_envs": 1024})["num_envs"]
     num_envs = per_core * cores
-    jobs: list[tuple[str, dict[str, Any], Callable[[Callable], list[float]]]] = [
+    crowded = 4 * cores
+    few = max(1, num_envs // crowded)  # envs per actor when 4x the actors share the same envs
+    # (name, layout, opener): all opened together, then measured interleaved.
+    entries: list[tuple[str, dict[str, Any], Callable[[], Any]]] = [
         ("raw C loop, 1 core", {"num_envs": per_core, "num_actors": 0, "batch_size": per_core},
-         lambda tick: _raw_rates(env, per_core, seconds, runs, tick)),
+         lambda: _RawLoop(env, per_core)),
+        (f"raw C loop, 1 core, {few} envs", {"num_envs": few, "num_actors": 0, "batch_size": few},
+         lambda: _RawLoop(env, few)),
     ]
-    for actors in sorted({*range(1, cores + 1), 4 * cores}):
-        layout = _pool_layout(num_envs, actors)
-        jobs.append((f"pool, {actors} actors", layout,
-                     lambda tick, lay=layout: autotune.pool_rates(env, lay, seconds, runs, tick)))
-    if env == "cartpole" and _importable("envpool"):
-        peer_layout = {"num_envs": num_envs, "num_actors": cores, "batch_size": num_envs // 2}
-        jobs.append((f"envpool {PEER_ENV}", peer_layout,
-                     lambda tick: _envpool_rates(num_envs, cores, seconds, runs, tick)))
-    if env == "cartpole":
-        gym_envs = 2 * cores
-        jobs.append((f"gymnasium AsyncVectorEnv {PEER_ENV}",
-                     {"num_envs": gym_envs, "num_actors": gym_envs, "batch_size": gym_envs},
-                     lambda tick: _gym_async_rates(gym_envs, seconds, runs, tick)))
+    layouts = [(f"pool, {actors} actors", _pool_layout(num_envs, actors)) for actors in range(1, cores + 1)]
+    layouts.append((f"pool, {crowded} actors", _pool_layout(num_envs, crowded)))
+    layouts.append((f"pool, {crowded} actors, {per_core} envs each", _pool_layout(per_core * crowded, crowded)))
+    entries += [(name, lay, lambda lay=lay: _PoolLoop(env, lay)) for name, lay in layouts]
     records = []
     with progress(console) as bar:
-        for name, layout, measure in jobs:
+        tasks = [bar.add_task(name, total=runs) for name, _, _ in entries]
+        loops: list[Any] = []
+        results: list[list[tuple[float, float]]] = [[] for _ in entries]
+        try:
+            for _, _, opener in entries:
+                loops.append(opener())
+            for _ in range(runs):
+                for i, loop in enumerate(loops):
+                    results[i].append(loop.run(seconds))
+                    bar.advance(tasks[i])
+        finally:
+            for loop in loops:
+                loop.close()
+        for (name, layout, _), res in zip(entries, results, strict=True):
+            records.append(record("actors", name, [rate for rate, _ in res], env=env, cores=cores,
+                                  cpu_ns_per_step=statistics.median(cpu for _, cpu in res), **layout))
+        peers: list[tuple[str, dict[str, Any], Callable[[Callable], list[float]]]] = []
+        if env == "cartpole" and _importable("envpool"):
+            peer_layout = {"num_envs": num_envs, "num_actors": cores, "batch_size": num_envs // 2}
+            peers.append((f"envpool {PEER_ENV}", peer_layout,
+                          lambda tick: _envpool_rates(num_envs, cores, seconds, runs, tick)))
+        if env == "cartpole":
+            gym_envs = 2 * cores
+            peers.append((f"gymnasium AsyncVectorEnv {PEER_ENV}",
+                          {"num_envs": gym_envs, "num_actors": gym_envs, "batch_size": gym_envs},
+                          lambda tick: _gym_async_rates(gym_envs, seconds, runs, tick)))
+        for name, layout, measure in peers:
             task = bar.add_task(name, total=runs)
             rates = measure(lambda t=task: bar.advance(t))
             records.append(record("actors", name, rates, env=env, cores=cores, **layout))
     rows = [[r["name"], str(r["num_envs"]), str(r["num_actors"]), str(r["batch_size"]),
-             human(r["steps_per_second"]), human(min(r["runs"])), human(max(r["runs"]))] for r in records]
-    console.print(table(f"actor pool throughput ({env}, {cores} cores), agent-steps/s, median of {runs} runs",
-                        ["entry", "envs", "actors", "batch", "median", "min", "max"], rows))
-    _print_ratios(records, cores, console)
+             human(r["steps_per_second"]), human(min(r["runs"])), human(max(r["runs"])),
+             f"{r['cpu_ns_per_step']:.1f}" if "cpu_ns_per_step" in r else ""] for r in records]
+    console.print(table(f"actor pool throughput ({env}, {cores} cores), agent-steps/s, median of {runs} "
+                        "interleaved runs",
+                        ["entry", "envs", "actors", "batch", "median", "min", "max", "CPU ns/step"], rows))
+    _print_ratios(records, cores, per_core, console)
     write_json(json_path, records)
     return records
 
 
-def _print_ratios(records: list[dict], cores: int, console: Console) -> None:
-    by_name = {r["name"]: r["steps_per_second"] for r in records}
-    raw = by_name["raw C loop, 1 core"]
-    pool = by_name[f"pool, {cores} actors"]
-    lines = [f"pool ({cores} actors) / raw C loop x {cores} cores: {pool / (raw * cores):.2f}"]
-    crowded = by_name[f"pool, {4 * cores} actors"]
-    lines.append(f"pool ({4 * cores} actors) / pool ({cores} actors): {crowded / pool:.2f}")
-    for name, rate in by_name.items():
+def _print_ratios(records: list[dict], cores: int, per_core: int, console: Console) -> None:
+    by_name = {r["name"]: r for r in records}
+    rate = {name: r["steps_per_second"] for name, r in by_name.items()}
+    raw, pool = by_name["raw C loop, 1 core"], by_name[f"pool, {cores} actors"]
+    crowded = 4 * cores
+    lines = [
+        f"pool ({cores} actors) / raw C loop x {cores} cores: "
+        f"{pool['steps_per_second'] / (raw['steps_per_second'] * cores):.2f} (target >= 0.90)",
+        f"CPU per agent-step, raw C loop / pool ({cores} actors): "
+        f"{raw['cpu_ns_per_step'] / pool['cpu_ns_per_step']:.2f}",
+        f"pool ({crowded} actors) / pool ({cores} actors), same envs: "
+        f"{rate[f'pool, {crowded} actors'] / pool['steps_per_second']:.2f} (target >= 0.70)",
+        f"pool ({crowded} actors) / pool ({cores} actors), same envs per actor: "
+        f"{rate[f'pool, {crowded} actors, {per_core} envs each'] / pool['steps_per_second']:.2f}",
+    ]
+    for name, value in rate.items():
         if name.startswith(("envpool", "gymnasium")):
-            lines.append(f"pool ({cores} actors) / {name}: {pool / rate:.1f}x")
+            lines.append(f"pool ({cores} actors) / {name}: {pool['steps_per_second'] / value:.1f}x")
     for line in lines:
         console.print(line)
-
 
 def tune(env: str, seconds: float, runs: int, json_path: str | None, console: Console) -> dict[str, Any]:
     """Measures candidate layouts for ``env``; saves and returns the fastest."""

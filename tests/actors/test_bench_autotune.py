@@ -26,6 +26,12 @@ def test_bench_actors_writes_medians_and_layouts(tmp_path: Path) -> None:
     for r in records:
         assert r["bench"] == "actors" and r["steps_per_second"] > 0 and len(r["runs"]) == 1
         assert {"num_envs", "num_actors", "batch_size", "cores"} <= set(r)
+    own = [r for r in records if r["name"].startswith(("raw", "pool"))]
+    assert all(r["cpu_ns_per_step"] > 0 for r in own)
+    per_core, cores = records[0]["num_envs"], records[0]["cores"]
+    crowded = [r["num_envs"] for r in own if r["num_actors"] == 4 * cores]
+    # 4x the actors twice: the same total envs, and the same envs per actor as one actor per core.
+    assert sorted(crowded) == [per_core * cores, per_core * 4 * cores]
 
 
 def test_autotune_saves_the_fastest_layout_for_load(tmp_path: Path, private_cache: Path) -> None:
