@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_train.add_argument("--seconds-limit", type=_positive_float, default=300.0,
                              help="wall-clock cap per training run, ours and SB3's (default 300)")
     bench_train.add_argument("--no-sb3", action="store_true", help="skip the Stable-Baselines3 peer")
+    bench_train.add_argument("--no-metrics", action="store_true",
+                             help="skip the metrics on/off comparison (on: the real exporter, scraped every 1 s)")
     bench_train.add_argument("--set", dest="overrides", action="append", default=[],
                              metavar="SECTION.KEY=VALUE", help="override our trainer's config (repeatable)")
     bench_train.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
@@ -198,7 +200,7 @@ def cmd_bench_train(args: argparse.Namespace, console: Console) -> int:
     from .bench import train as bench_train
 
     bench_train.run(args.env, args.runs, args.seconds_limit, args.json, console,
-                    with_sb3=not args.no_sb3, overrides=args.overrides)
+                    with_sb3=not args.no_sb3, with_metrics=not args.no_metrics, overrides=args.overrides)
     return 0
 
 

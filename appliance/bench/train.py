@@ -6,16 +6,22 @@
 (b) Stable-Baselines3 PPO with the RL-Zoo CartPole-v1 hyperparameters on
     Gymnasium's CartPole-v1 (when the ``bench`` extra is installed): the same two
     numbers, from SB3's own 100-episode window, wall time capped.
-(c) Metrics export ON vs OFF: only once the training loop takes a ``metrics.port``
-    config key; until then the record says why it is absent (never a made-up number).
+(c) Metrics export ON vs OFF, interleaved per seed: ON runs the real per-rank
+    exporter (as ``appliance train`` does, samplers included) while a scraper
+    fetches ``/metrics`` every second, more often than a typical Prometheus.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import statistics
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -43,18 +49,22 @@ ZOO_CARTPOLE: dict[str, Any] = {
 
 
 def ours(
-    env: str, seed: int, seconds_limit: float, overrides: list[str] | None = None
+    env: str, seed: int, seconds_limit: float, overrides: list[str] | None = None, metrics: bool = False
 ) -> dict[str, Any]:
     """One seeded run of this project's trainer until the target return (or its step budget)."""
     from learner.train import train
+
+    from ..train import make_exporter
 
     cfg = configs.apply_overrides(
         configs.load(env),
         [f"train.seed={seed}", f"train.target_return={TARGET}", "train.checkpoint_every=0",
          f"train.total_steps={STEP_BUDGET}", *(overrides or [])],
     )
+    port = _free_port() if metrics else 0
     with tempfile.TemporaryDirectory(prefix="appliance-bench-train-") as run_dir:
-        summary = _with_deadline(lambda: train(cfg, run_dir, live=False), seconds_limit)
+        with make_exporter(cfg, Path(run_dir), port, "127.0.0.1") as exporter, _scraping(port):
+            summary = _with_deadline(lambda: train(cfg, run_dir, live=False, metrics=exporter), seconds_limit)
     return {
         "seed": seed,
         "steps_per_second": summary["steps_per_second"],
@@ -63,6 +73,37 @@ def ours(
         "wall_seconds": summary["wall_seconds"],
         "mean_return": summary["mean_return"],
     }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _scraping(port: int, interval: float = 1.0) -> Iterator[None]:
+    """Fetches ``/metrics`` every ``interval`` seconds while the block runs (nothing when port is 0)."""
+    if not port:
+        yield
+        return
+    stop = threading.Event()
+
+    def scrape() -> None:
+        while not stop.wait(interval):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                    answer.read()
+            except OSError:
+                pass  # not serving yet, or shutting down
+
+    thread = threading.Thread(target=scrape, name="bench-scraper", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def _with_deadline(fn: Callable[[], dict[str, Any]], seconds: float) -> dict[str, Any]:
@@ -160,11 +201,6 @@ def _threads(env: str) -> int:
     return int(configs.load(env)["train"].get("torch_threads", 0) or 0) or len(os.sched_getaffinity(0))
 
 
-def metrics_supported(env: str) -> bool:
-    """True once the trainer reads ``[metrics] port`` (the exporter wired into the training loop)."""
-    return "port" in configs.load(env).get("metrics", {})
-
-
 def _summarize(bench_name: str, env: str, runs: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     reached = [r["seconds_to_target"] for r in runs if r["seconds_to_target"] is not None]
     return {
@@ -188,30 +224,28 @@ def run(
     console: Console,
     *,
     with_sb3: bool = True,
+    with_metrics: bool = True,
     overrides: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Runs (a), (b) and (c) as available, prints a table with ratios, writes JSON records."""
     if env not in configs.config_names():
         raise ValueError(f"--env: no training config for '{env}' (configs: {', '.join(configs.config_names())})")
     do_sb3 = with_sb3 and env == "cartpole" and sb3_available()
-    do_metrics = metrics_supported(env)
+    do_metrics = with_metrics
     records: list[dict[str, Any]] = []
     with progress(console) as bar:
-        task = bar.add_task(f"appliance PPO on {env}", total=runs)
-        mine = []
-        for seed in range(1, runs + 1):
+        task = bar.add_task(f"appliance PPO on {env}" + (", metrics off/on" if do_metrics else ""),
+                            total=runs * (2 if do_metrics else 1))
+        mine, with_metrics_on = [], []
+        for seed in range(1, runs + 1):  # off and on interleaved per seed, so load drifts hit both
             mine.append(ours(env, seed, seconds_limit, overrides))
             bar.advance(task)
-        records.append(_summarize("appliance-ppo", env, mine, pool=configs.load(env)["pool"]["kind"]))
+            if do_metrics:
+                with_metrics_on.append(ours(env, seed, seconds_limit, overrides, metrics=True))
+                bar.advance(task)
+        records.append(_summarize("appliance-ppo", env, mine, pool=configs.load(env)["pool"]["kind"], metrics="off"))
         if do_metrics:
-            task = bar.add_task("metrics on vs off", total=2 * runs)
-            pairs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
-            for seed in range(1, runs + 1):
-                for label, port in (("off", 0), ("on", 9464)):
-                    pairs[label].append(ours(env, seed, seconds_limit, [*(overrides or []), f"metrics.port={port}"]))
-                    bar.advance(task)
-            for label, rs in pairs.items():
-                records.append(_summarize(f"appliance-ppo-metrics-{label}", env, rs))
+            records.append(_summarize("appliance-ppo-metrics-on", env, with_metrics_on, metrics="on"))
         if do_sb3:
             task = bar.add_task("SB3 PPO (RL-Zoo CartPole-v1)", total=1)
             records.append(
@@ -242,9 +276,11 @@ def run(
         console.print("SB3 peer skipped: " + ("not requested" if not with_sb3 else
                       "only for cartpole" if env != "cartpole" else "stable-baselines3 is not installed "
                       "(the bench extra)"))
-    if not do_metrics:
-        console.print("metrics on/off comparison skipped: the training loop takes no \\[metrics] port yet")
+    if do_metrics:
+        off, on = records[0], next(r for r in records if r["name"] == "appliance-ppo-metrics-on")
+        overhead = 1 - on["steps_per_second"] / off["steps_per_second"]
+        console.print(f"metrics export overhead on training steps/s: {overhead:+.1%} (on vs off, same seeds)")
         records.append({"bench": "train", "name": "appliance-ppo-metrics-overhead", "env": env,
-                        "skipped": "the training loop does not run monitoring.MetricsExporter yet"})
+                        "overhead_ratio": overhead, "runs": [off["steps_per_second"], on["steps_per_second"]]})
     write_json(json_path, records)
     return records

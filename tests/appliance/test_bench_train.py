@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from appliance.bench import train as bench_train
 from appliance.cli import main
 
 
@@ -25,8 +24,11 @@ def test_bench_train_writes_records_with_medians(tmp_path, capsys) -> None:
     assert ours["steps_per_second"] == pytest.approx(sum(rates) / 2)  # median of two
     assert ours["seconds_to_target"] is None and ours["reached_target"] == "0/2"  # 8k steps: far from 475
     assert not any(r["name"] == "sb3-ppo" for r in records)
-    if not bench_train.metrics_supported("cartpole"):
-        assert records[-1]["skipped"]
+    on = next(r for r in records if r["name"] == "appliance-ppo-metrics-on")
+    assert ours["metrics"] == "off" and on["metrics"] == "on"
+    assert [r["seed"] for r in on["runs"]] == [1, 2] and all(r["agent_steps"] == 8192 for r in on["runs"])
+    overhead = next(r for r in records if r["name"] == "appliance-ppo-metrics-overhead")
+    assert overhead["overhead_ratio"] == pytest.approx(1 - on["steps_per_second"] / ours["steps_per_second"])
     assert "PPO on cartpole to mean return 475" in capsys.readouterr().out
 
 
