@@ -12,7 +12,7 @@ from typing import Any
 
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
-LAYOUT_KEYS = ("agents", "num_envs", "num_actors", "batch_size", "ranks", "device", "metrics")
+LAYOUT_KEYS = ("agents", "num_envs", "num_actors", "batch_size", "preset", "pool", "metrics", "ranks", "device")
 
 
 def load(paths: list[str]) -> list[dict[str, Any]]:
@@ -29,16 +29,40 @@ def load(paths: list[str]) -> list[dict[str, Any]]:
 
 def markdown(records: list[dict[str, Any]]) -> str:
     lines = [
-        "| bench | name | layout | steps/s (median) | runs |",
-        "| --- | --- | --- | ---: | ---: |",
+        "| bench | name | env | layout | median | notes |",
+        "| --- | --- | --- | --- | ---: | --- |",
     ]
     for r in records:
         layout = ", ".join(f"{k}={r[k]}" for k in LAYOUT_KEYS if k in r)
-        rate = r.get("steps_per_second")
-        shown = f"{rate:,.0f}" if isinstance(rate, (int, float)) else "n/a"
-        runs = len(r.get("runs", []))
-        lines.append(f"| {r['bench']} | {r['name']} | {layout} | {shown} | {runs} |")
+        lines.append(f"| {r['bench']} | {r['name']} | {r.get('env', '')} | {layout} | {_value(r)} | {_notes(r)} |")
     return "\n".join(lines) + "\n"
+
+
+def _value(r: dict[str, Any]) -> str:
+    if "overhead_ratio" in r:
+        return f"{r['overhead_ratio']:+.1%}"
+    rate = r.get("steps_per_second")
+    if not isinstance(rate, (int, float)):
+        return "n/a"
+    unit = r.get("unit", "steps/s")
+    if unit == "ratio":
+        return f"{rate:.1%}"
+    return f"{rate:,.0f} {unit}"
+
+
+def _notes(r: dict[str, Any]) -> str:
+    notes = []
+    if r.get("seconds_to_target") is not None:
+        notes.append(f"{r['seconds_to_target']:.1f} s to return {r.get('target_return', 475):g}")
+    if "reached_target" in r:
+        notes.append(f"reached {r['reached_target']}")
+    if "cpu_ns_per_step" in r:
+        notes.append(f"{r['cpu_ns_per_step']:.0f} CPU ns/step")
+    if "speedup_steps_per_second" in r:
+        notes.append(f"first row / this: {r['speedup_steps_per_second']:.1f}x steps/s")
+    if "runs" in r and "overhead_ratio" not in r:
+        notes.append(f"{len(r['runs'])} runs")
+    return "; ".join(notes)
 
 
 def update(readme: str, table: str) -> str:
