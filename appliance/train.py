@@ -91,6 +91,11 @@ def resolve(
     for key, value in extra.items():
         if value is not None:
             configs.set_value(config, key, value)
+    if not resume:  # a resumed run's config already went through this
+        from learner.train import resolve_device
+
+        pinned = {o.split("=", 1)[0].strip() for o in overrides} | {k for k, v in extra.items() if v is not None}
+        config = configs.for_device(config, resolve_device(config["train"]["device"]).type, pinned)
     return config, path
 
 

@@ -105,6 +105,26 @@ def set_value(config: Config, dotted: str, value: Any) -> None:
     node[key] = value
 
 
+CPU_TABLE = "on_cpu"
+
+
+def for_device(config: Config, device_type: str, pinned: set[str] | frozenset[str] = frozenset()) -> Config:
+    """Applies the config's ``[on_cpu]`` table when the run trains on the CPU; drops the table.
+
+    A config tuned for a GPU (a big batch per update) takes minutes per update on a
+    laptop's CPU; ``[on_cpu]`` holds dotted keys (``"env.num_envs" = 16``) that make
+    the same env update every few seconds there. Keys the user set (``pinned``, e.g.
+    from ``--set``) win over the table.
+    """
+    out = copy.deepcopy(config)
+    table = out.pop(CPU_TABLE, None) or {}
+    if device_type == "cpu":
+        for key, value in table.items():
+            if key not in pinned:
+                set_value(out, key, value)
+    return out
+
+
 def apply_overrides(config: Config, overrides: list[str]) -> Config:
     """Returns a copy of ``config`` with every ``section.key=value`` applied."""
     out = copy.deepcopy(config)

@@ -16,6 +16,9 @@ def config_keys() -> set[str]:
     keys = set()
     for path in (ROOT / "learner" / "configs").glob("*.toml"):
         for section, table in tomllib.loads(path.read_text()).items():
+            if section == "on_cpu":  # dotted keys of other sections, documented as a table
+                keys.add("on_cpu.*")
+                continue
             for key, value in table.items():
                 keys.add(f"{section}.{key}.*" if isinstance(value, dict) else f"{section}.{key}")
     return keys

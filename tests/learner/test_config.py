@@ -59,3 +59,16 @@ def test_cli_reports_bad_override_and_exits_nonzero(tmp_path, capsys) -> None:
     assert code == 2
     assert "ppo.nope" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_on_cpu_table_applies_on_the_cpu_only_and_yields_to_user_keys() -> None:
+    from learner import config as C
+
+    base = C.load("snake")
+    assert base["on_cpu"]["env.num_envs"] < base["env"]["num_envs"]
+    cpu = C.for_device(base, "cpu")
+    assert cpu["env"]["num_envs"] == base["on_cpu"]["env.num_envs"] and "on_cpu" not in cpu
+    gpu = C.for_device(base, "cuda")
+    assert gpu["env"]["num_envs"] == base["env"]["num_envs"] and "on_cpu" not in gpu
+    pinned = C.for_device(C.apply_overrides(base, ["env.num_envs=8"]), "cpu", {"env.num_envs"})
+    assert pinned["env"]["num_envs"] == 8
