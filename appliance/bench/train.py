@@ -58,7 +58,8 @@ def ours(
 
     cfg = configs.apply_overrides(
         configs.load(env),
-        [f"train.seed={seed}", f"train.target_return={TARGET}", "train.checkpoint_every=0", "train.log_every_seconds=1e9",
+        [f"train.seed={seed}", f"train.target_return={TARGET}", "train.checkpoint_every=0",
+         "train.log_every_seconds=1e9",
          f"train.total_steps={STEP_BUDGET}", *(overrides or [])],
     )
     port = _free_port() if metrics else 0
