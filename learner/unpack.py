@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.emulation.layout import Layout, flatten, unflatten
+from envs.emulation.layout import Layout, builder, flatten
 
 _TORCH = {
     np.dtype(np.bool_): torch.bool,
@@ -48,6 +48,16 @@ class Unpacker:
         self.plan = [
             (leaf.offset, leaf.nbytes, torch_dtype(leaf.dtype), leaf.shape) for leaf in layout.leaves
         ]
+        self._build = builder(layout)
+        # Per leaf, in elements of its dtype: offset in the row, shape and contiguous strides.
+        self._strided = []
+        for leaf in layout.leaves:
+            itemsize = leaf.dtype.itemsize
+            strides = tuple(int(np.prod(leaf.shape[i + 1:], dtype=np.int64)) for i in range(len(leaf.shape)))
+            self._strided.append((leaf.offset // itemsize, leaf.shape, strides, torch_dtype(leaf.dtype), itemsize))
+        if any(leaf.offset % leaf.dtype.itemsize for leaf in layout.leaves):
+            self._strided = []  # pragma: no cover - layout_of aligns every leaf
+            self._fast = lambda rows: None  # type: ignore[method-assign]
 
     def unpack(self, rows: torch.Tensor) -> Any:
         """``(B, nbytes)`` uint8 rows -> the nested structure of ``(B, *leaf_shape)`` typed tensors."""
@@ -57,16 +67,39 @@ class Unpacker:
             raise ValueError(
                 f"rows must be uint8 (B, {self.layout.nbytes}), got {rows.dtype} {tuple(rows.shape)}"
             )
-        batch = rows.shape[0]
+        leaves = self._fast(rows)
+        if leaves is None:
+            batch = rows.shape[0]
+            leaves = []
+            for offset, nbytes, dtype, shape in self.plan:
+                part = rows[:, offset : offset + nbytes]
+                try:
+                    typed = part.view(dtype)
+                except RuntimeError:  # misaligned slice or strides: reinterpret a private copy
+                    typed = part.clone().view(dtype)
+                leaves.append(typed.view(batch, *shape))
+        return self._build(leaves)
+
+    def _fast(self, rows: torch.Tensor) -> list[torch.Tensor] | None:
+        """One dtype view of the whole batch per dtype, then one ``as_strided`` per leaf.
+
+        About 3x fewer torch calls than slice/view/view per leaf; ``None`` (take the
+        general path) when the batch's strides or start do not allow whole-batch views.
+        """
+        if rows.stride(1) != 1 or rows.shape[0] == 0:
+            return None
+        typed: dict[torch.dtype, tuple[torch.Tensor, int, int]] = {}
         leaves = []
-        for offset, nbytes, dtype, shape in self.plan:
-            part = rows[:, offset : offset + nbytes]
-            try:
-                typed = part.view(dtype)
-            except RuntimeError:  # misaligned slice or strides: reinterpret a private copy
-                typed = part.clone().view(dtype)
-            leaves.append(typed.view(batch, *shape))
-        return unflatten(self.layout, leaves)
+        for offset, size, strides, dtype, itemsize in self._strided:
+            entry = typed.get(dtype)
+            if entry is None:
+                if rows.stride(0) % itemsize or rows.storage_offset() % itemsize:
+                    return None
+                whole = rows if dtype == torch.uint8 else rows.view(dtype)
+                entry = typed[dtype] = (whole, rows.stride(0) // itemsize, whole.storage_offset())
+            whole, row_stride, base = entry
+            leaves.append(whole.as_strided((rows.shape[0], *size), (row_stride, *strides), base + offset))
+        return leaves
 
     def pack(self, structure: Any, out: torch.Tensor | None = None) -> torch.Tensor:
         """The inverse: nested ``(B, *leaf_shape)`` tensors (any numeric dtype) -> ``(B, nbytes)`` uint8."""

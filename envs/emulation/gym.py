@@ -101,23 +101,35 @@ class GymnasiumVecEnv:
         """Steps every instance with ``self.actions`` (copied from ``actions`` if given)."""
         if actions is not None:
             self.actions[...] = actions
+        # Per env only the env's own step and one numpy write per observation leaf; flags,
+        # rewards and episode counters are gathered in lists and stored once per step.
+        read, write = self._act.read, self._obs.write
+        rewards, terminals, truncations = [], [], []
+        ended = False
         for i, env in enumerate(self.envs):
-            obs, reward, terminated, truncated, _ = env.step(self._act.read(i))
+            obs, reward, terminated, truncated, _ = env.step(read(i))
             terminated = bool(terminated)
             truncated = bool(truncated) and not terminated
-            self.rewards[i] = reward
-            self.terminals[i] = terminated
-            self.truncations[i] = truncated
-            self._returns[i] += reward
-            self._lengths[i] += 1
+            rewards.append(reward)
+            terminals.append(terminated)
+            truncations.append(truncated)
             if terminated or truncated:
                 if truncated:
                     self._final.write(i, obs)
-                self._log.add(episode_return=self._returns[i], episode_length=self._lengths[i])
-                self._returns[i] = 0
-                self._lengths[i] = 0
+                ended = True
                 obs, _ = env.reset()
-            self._obs.write(i, obs)
+            write(i, obs)
+        self.rewards[:] = rewards
+        self.terminals[:] = terminals
+        self.truncations[:] = truncations
+        self._returns += np.asarray(rewards, dtype=np.float64)  # raw rewards, as the env gave them
+        self._lengths += 1
+        if ended:
+            done = self.terminals | self.truncations
+            self._log.add_many(int(done.sum()), episode_return=self._returns[done].sum(),
+                               episode_length=self._lengths[done].sum())
+            self._returns[done] = 0
+            self._lengths[done] = 0
 
     def episode_stats(self) -> dict[str, float]:
         """Means over the episodes finished since the last call (``episodes``: their count)."""

@@ -13,7 +13,8 @@ single leaf at the empty path.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,27 +239,68 @@ def columns(layout: Layout, buffer: np.ndarray) -> list[np.ndarray]:
 
 def flatten(layout: Layout, value: Any) -> list[Any]:
     """The structure's leaves in layout order (a dict/tuple tree → a list)."""
-    out = []
-    for leaf in layout.leaves:
-        node = value
-        for key in leaf.path:
-            node = node[key]
-        out.append(node)
-    return out
+    return [get(value) for get in getters(layout)]
 
 
 def unflatten(layout: Layout, values: Sequence[Any]) -> Any:
     """Rebuilds the nested structure of ``layout.space`` from leaves in layout order."""
-    it = iter(values)
+    return builder(layout)(values)
 
-    def build(space: spaces.Space) -> Any:
+
+# Per-layout compiled accessors, keyed by the layout's id and holding it, so a
+# recycled id can never alias another layout. Layouts are few and long-lived.
+_COMPILED: dict[int, tuple[Layout, list[Callable[[Any], Any]], Callable[[Sequence[Any]], Any]]] = {}
+
+
+def _compiled(layout: Layout) -> tuple[Layout, list[Callable[[Any], Any]], Callable[[Sequence[Any]], Any]]:
+    entry = _COMPILED.get(id(layout))
+    if entry is None or entry[0] is not layout:
+        entry = (layout, [_getter(leaf.path) for leaf in layout.leaves], _builder(layout.space))
+        _COMPILED[id(layout)] = entry
+    return entry
+
+
+def getters(layout: Layout) -> list[Callable[[Any], Any]]:
+    """One function per leaf (layout order) that picks that leaf out of a structure."""
+    return _compiled(layout)[1]
+
+
+def builder(layout: Layout) -> Callable[[Sequence[Any]], Any]:
+    """A function from leaves in layout order to the nested structure of ``layout.space``."""
+    return _compiled(layout)[2]
+
+
+def _getter(path: Path) -> Callable[[Any], Any]:
+    if not path:
+        return lambda value: value
+    if len(path) == 1:
+        return operator.itemgetter(path[0])
+    picks = [operator.itemgetter(key) for key in path]
+
+    def get(value: Any) -> Any:
+        for pick in picks:
+            value = pick(value)
+        return value
+
+    return get
+
+
+def _builder(space: spaces.Space) -> Callable[[Sequence[Any]], Any]:
+    """Compiles the structure once; a flat Dict (the common case) is one ``dict(zip())``."""
+    if isinstance(space, spaces.Dict) and not any(
+        isinstance(sub, (spaces.Dict, spaces.Tuple)) for sub in space.spaces.values()
+    ):
+        keys = tuple(space.spaces)
+        return lambda values: dict(zip(keys, values, strict=True))
+
+    def build(space: spaces.Space, it: Iterator[Any]) -> Any:
         if isinstance(space, spaces.Dict):
-            return {key: build(sub) for key, sub in space.spaces.items()}
+            return {key: build(sub, it) for key, sub in space.spaces.items()}
         if isinstance(space, spaces.Tuple):
-            return tuple(build(sub) for sub in space)
+            return tuple(build(sub, it) for sub in space)
         return next(it)
 
-    return build(layout.space)
+    return lambda values: build(space, iter(values))
 
 
 class Packer:
@@ -278,21 +320,37 @@ class Packer:
             (leaf.space.low, leaf.space.high) if clip and leaf.kind == "box" else None
             for leaf in layout.leaves
         ]
+        # Per-step work is one numpy assignment (write) or conversion (read) per leaf:
+        # the key paths, casts and the structure are compiled here, once.
+        self._writers = list(zip(self.cols, getters(layout), strict=True))
+        self._readers = [(col, _reader(leaf, cast, bounds))
+                         for col, leaf, cast, bounds in zip(self.cols, layout.leaves, self._casts, self._bounds,
+                                                            strict=True)]
+        self._build = builder(layout)
 
     def write(self, row: int, value: Any) -> None:
         """Stores one agent's structure (as the env gives it) into row ``row``."""
         if not self.layout.packed:
             self.buffer[row] = value
             return
-        for col, leaf_value in zip(self.cols, flatten(self.layout, value), strict=True):
-            col[row] = leaf_value
+        for col, get in self._writers:
+            col[row] = get(value)
 
     def read(self, row: int) -> Any:
         """Row ``row`` as the structure the env expects, leaves in the space's own dtypes."""
-        values = [_to_env(col[row] if bounds is None else np.clip(col[row], *bounds), leaf, cast)
-                  for col, leaf, cast, bounds in
-                  zip(self.cols, self.layout.leaves, self._casts, self._bounds, strict=True)]
-        return values[0] if not self.layout.packed else unflatten(self.layout, values)
+        if not self.layout.packed:
+            col, convert = self._readers[0]
+            return convert(col[row])
+        return self._build([convert(col[row]) for col, convert in self._readers])
+
+
+def _reader(leaf: Leaf, dtype: np.dtype, bounds: tuple[Any, Any] | None) -> Callable[[Any], Any]:
+    if bounds is not None:
+        low, high = bounds
+        return lambda value: _to_env(np.clip(value, low, high), leaf, dtype)
+    if leaf.kind == "discrete":
+        return dtype.type
+    return lambda value: np.array(value, dtype=dtype)
 
 
 def _env_dtype(leaf: Leaf) -> np.dtype:
