@@ -30,7 +30,7 @@ from rich.console import Console
 import envs
 from actors import autotune
 
-from .common import human, pinned, progress, record, table, timed_rate, write_json
+from .common import async_vector_rates, human, pinned, progress, record, table, timed_rate, write_json
 from .envs import LAYOUTS
 
 PEER_ENV = "CartPole-v1"
@@ -105,24 +105,7 @@ def _envpool_rates(num_envs: int, cores: int, seconds: float, runs: int, on_run:
 def _gym_async_rates(num_envs: int, seconds: float, runs: int, on_run: Callable) -> list[float]:
     import gymnasium
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        vec = gymnasium.vector.AsyncVectorEnv(
-            [lambda: gymnasium.make(PEER_ENV)] * num_envs, shared_memory=True
-        )
-    actions = np.zeros(num_envs, np.int64)
-    vec.reset(seed=0)
-
-    def one() -> int:
-        vec.step(actions)
-        return num_envs
-
-    rates = []
-    for _ in range(runs):
-        rates.append(timed_rate(one, seconds))
-        on_run()
-    vec.close()
-    return rates
+    return async_vector_rates(lambda: gymnasium.make(PEER_ENV), num_envs, seconds, runs, on_run)
 
 
 def _importable(name: str) -> bool:

@@ -39,6 +39,34 @@ def timed_rate(step: Callable[[], int], seconds: float) -> float:
             return done / (now - start)
 
 
+def async_vector_rates(make_env: Callable[[], Any], num_envs: int, seconds: float, runs: int,
+                       tick: Callable[[], Any]) -> list[float]:
+    """Gymnasium ``AsyncVectorEnv(shared_memory=True)`` stepping discrete action 0: the peer's rate per run."""
+    import warnings
+
+    import gymnasium
+    import numpy as np
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vec = gymnasium.vector.AsyncVectorEnv([make_env] * num_envs, shared_memory=True)
+    actions = np.zeros(num_envs, np.int64)
+    vec.reset(seed=0)
+
+    def one() -> int:
+        vec.step(actions)
+        return num_envs
+
+    rates = []
+    try:
+        for _ in range(runs):
+            rates.append(timed_rate(one, seconds))
+            tick()
+    finally:
+        vec.close()
+    return rates
+
+
 def progress(console: Console) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),

@@ -39,14 +39,13 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 
-from .common import human, progress, record, table, timed_rate, write_json
+from .common import async_vector_rates, human, progress, record, table, timed_rate, write_json
 
 DICT_ENV = "MiniGrid-Empty-5x5-v0"
 DICT_PARAMS: dict[str, Any] = {"drop_keys": ("mission",)}
@@ -81,22 +80,7 @@ def _dict_gym_rates(num_envs: int, seconds: float, runs: int, tick: Callable) ->
     def make() -> gymnasium.Env:
         return FlattenObservation(FilterObservation(gymnasium.make(DICT_ENV), ["direction", "image"]))
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        vec = gymnasium.vector.AsyncVectorEnv([make] * num_envs, shared_memory=True)
-    actions = np.zeros(num_envs, np.int64)
-    vec.reset(seed=0)
-
-    def one() -> int:
-        vec.step(actions)
-        return num_envs
-
-    rates = []
-    for _ in range(runs):
-        rates.append(timed_rate(one, seconds))
-        tick()
-    vec.close()
-    return rates
+    return async_vector_rates(make, num_envs, seconds, runs, tick)
 
 
 def _pack_overhead(num_envs: int, seconds: float, runs: int, tick: Callable) -> list[float]:
@@ -208,7 +192,8 @@ def run(seconds: float, runs: int, json_path: str | None, console: Console, num_
         for key, name, layout, measure in jobs:
             task = bar.add_task(name, total=runs)
             values = measure(lambda t=task: bar.advance(t))
-            records[key] = record("emulation", name, values, cores=cores, **layout)
+            unit = "ratio" if key == "pack" else "frames/s" if key.startswith("pong") else "steps/s"
+            records[key] = record("emulation", name, values, cores=cores, unit=unit, **layout)
     rows = []
     for key, r in records.items():
         if key == "pack":  # a ratio, not a rate
