@@ -33,10 +33,8 @@ RUNS_DIR_ENV = "APPLIANCE_RUNS_DIR"
 
 
 def default_env() -> str:
-    """snake, the embedded default; cartpole until snake is built into this install."""
-    import envs
-
-    return "snake" if "snake" in envs.names() else "cartpole"
+    """The embedded default env."""
+    return "snake"
 
 
 def should_resume(run_dir: str | None, resume: bool, resume_if_present: bool) -> bool:
@@ -99,7 +97,8 @@ def resolve(
     return config, path
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now (rendezvous, benchmarks)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -236,7 +235,7 @@ def launch(
     run_dir.mkdir(parents=True, exist_ok=True)
     context = mp.start_processes(
         _rank_main,
-        args=(world, _free_port(), config, run_dir, resume, metrics_port, metrics_addr),
+        args=(world, free_port(), config, run_dir, resume, metrics_port, metrics_addr),
         nprocs=world,
         start_method="spawn",
         join=False,

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import statistics
 import tempfile
 import threading
@@ -54,7 +53,7 @@ def ours(
     """One seeded run of this project's trainer until the target return (or its step budget)."""
     from learner.train import train
 
-    from ..train import make_exporter
+    from ..train import free_port, make_exporter
 
     cfg = configs.apply_overrides(
         configs.load(env),
@@ -62,7 +61,7 @@ def ours(
          "train.log_every_seconds=1e9",
          f"train.total_steps={STEP_BUDGET}", *(overrides or [])],
     )
-    port = _free_port() if metrics else 0
+    port = free_port() if metrics else 0
     with tempfile.TemporaryDirectory(prefix="appliance-bench-train-") as run_dir:
         with make_exporter(cfg, Path(run_dir), port, "127.0.0.1") as exporter, _scraping(port):
             summary = _with_deadline(lambda: train(cfg, run_dir, live=False, metrics=exporter), seconds_limit)
@@ -74,12 +73,6 @@ def ours(
         "wall_seconds": summary["wall_seconds"],
         "mean_return": summary["mean_return"],
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
