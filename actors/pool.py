@@ -401,7 +401,7 @@ class ActorPool:
                 if len(data) < 5 or len(data) < 5 + int.from_bytes(data[1:5], "little"):
                     break  # the rest is still in the pipe
                 end = 5 + int.from_bytes(data[1:5], "little")
-                count, means = json.loads(data[5:end])
+                count, means = json.loads(data[5:end].decode())
                 data = data[end:]
                 self._episodes += count
                 for key, mean in means.items():
