@@ -6,6 +6,15 @@ steps, ``recv`` returns the groups in turn (round-robin, so a run is reproducibl
 a given layout) while the others step, and ``send`` writes the group's actions into
 the arena and wakes its actors. With one group the pool is synchronous.
 
+Signalling (protocol in :mod:`actors.worker`): each step is a doorbell, one byte down a
+named FIFO per actor ("go") and one byte back ("done"), because a ZeroMQ round trip costs
+more than stepping thousands of envs. The FIFOs live in the private socket directory and
+are per generation, so a restarted actor never reads its predecessor's bytes. ZeroMQ
+carries the rest: hellos and tracebacks (episode summaries ride the done FIFO, since
+with thousands of envs they come on nearly every step). One ``epoll`` waits on the done
+FIFOs, ZeroMQ's notification fd and every actor's pidfd, so a death is noticed as soon
+as a finished step is.
+
 Processes come from the ``forkserver`` context: forking the caller directly is unsafe
 once it runs threads (ZeroMQ's I/O thread, torch's pools), and ``spawn`` re-imports
 numpy and gymnasium for every actor and every restart. The fork server is a clean,
@@ -101,7 +110,7 @@ def _context() -> Any:
 
 
 class ActorPool:
-    """Actor processes pinned to cores, stepping envs in place, signalled over ZeroMQ."""
+    """Actor processes pinned to cores, stepping envs in place, signalled by FIFO doorbells."""
 
     def __init__(
         self,
@@ -157,11 +166,15 @@ class ActorPool:
         self._idents: list[bytes] = [b""] * num_actors  # current identity per actor
         self._actor_of: dict[bytes, int] = {}  # identity -> actor, current generations only
         self._exit_fds: list[Any] = [None] * num_actors
+        self._go_fds: list[int | None] = [None] * num_actors  # write ends (held read-write)
+        self._done_fds: list[int | None] = [None] * num_actors  # read ends (held read-write)
+        self._actor_of_done: dict[int, int] = {}  # done fd -> actor
         self._closed = False
         arenas: list[Arena] = []
         # Runs on close(), on garbage collection and at interpreter exit (Ctrl-C included).
         self._finalizer = weakref.finalize(
-            self, _cleanup, self._router, self._zmq, self._procs, self._dir, arenas, self._exit_fds
+            self, _cleanup, self._router, self._zmq, self._procs, self._dir, arenas, self._exit_fds,
+            self._go_fds, self._done_fds,
         )
         try:
             self._endpoint = f"ipc://{self._dir}/control"
@@ -174,6 +187,7 @@ class ActorPool:
             }  # rows per env
             self._generation = [0] * num_actors
             self._pending = [False] * num_actors
+            self._inbox = [b""] * num_actors  # a done message not yet read whole
             self._router_fd = self._router.getsockopt(zmq.FD)
             self._tracebacks: dict[int, str] = {}
             self._stats_sum: dict[str, float] = {}
@@ -253,11 +267,12 @@ class ActorPool:
             return
         self._closed = True
         for k, proc in enumerate(self._procs):
-            if proc is not None and proc.exitcode is None:
+            fd = self._go_fds[k]
+            if proc is not None and proc.exitcode is None and fd is not None:
                 try:
-                    self._router.send_multipart([self._idents[k], b"Q"], zmq.NOBLOCK)
-                except zmq.ZMQError:
-                    pass  # gone already; the cleanup kills what is left
+                    os.write(fd, b"Q")
+                except OSError:
+                    pass  # full or gone; the cleanup kills what is left
         self._finalizer()
         if self._poll_cache is not None:
             self._poll_cache.close()
@@ -310,6 +325,8 @@ class ActorPool:
             index=k,
             generation=self._generation[k],
             endpoint=self._endpoint,
+            go_path=self._dir / f"go-{k}-{self._generation[k]}",
+            done_path=self._dir / f"done-{k}-{self._generation[k]}",
             arena_path=self._arena.path,
             spec=self._arena.spec,
             rows={name: (lo * r, hi * r) for name, r in self._rows.items()},
@@ -321,6 +338,7 @@ class ActorPool:
             restarted=restarted,
             params=self._params,
         )
+        self._open_doorbell(k, cfg.go_path, cfg.done_path)
         proc = _context().Process(target=main, args=(cfg,), name=f"appliance-actor-{k}", daemon=True)
         proc.start()
         old, old_proc = self._exit_fds[k], self._procs[k]
@@ -338,28 +356,68 @@ class ActorPool:
             self._poll_cache.close()
             self._poll_cache = None
         self._pending[k] = True
+        self._inbox[k] = b""
         self._tracebacks.pop(k, None)
+
+    def _open_doorbell(self, k: int, go_path: Any, done_path: Any) -> None:
+        """Replaces actor ``k``'s FIFOs with this generation's (previous ones closed and unlinked).
+
+        The pool opens both ends read-write: the opens never block, the actor's opens find a
+        peer, and neither end ever sees a hang-up (deaths show on the pidfds instead).
+        """
+        for fds in (self._go_fds, self._done_fds):
+            old = fds[k]
+            if old is not None:
+                self._actor_of_done.pop(old, None)
+                _close_fd(old)
+                fds[k] = None
+        for stale in (*self._dir.glob(f"go-{k}-*"), *self._dir.glob(f"done-{k}-*")):
+            stale.unlink(missing_ok=True)
+        os.mkfifo(go_path, 0o600)
+        os.mkfifo(done_path, 0o600)
+        self._go_fds[k] = os.open(go_path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        done = os.open(done_path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        self._done_fds[k] = done
+        self._actor_of_done[done] = k
 
     def _signal(self, k: int, msg: bytes) -> None:
         try:
-            self._router.send(self._idents[k], _SNDMORE | _NOBLOCK)
-            self._router.send(msg, _NOBLOCK)
-        except zmq.ZMQError:
-            self._check_alive()  # unroutable: it died (or is dying); report or restart it
+            os.write(self._go_fds[k], msg)
+        except OSError:
+            self._check_alive()  # full (an actor not reading): it died or hangs; report or restart
         self._pending[k] = True  # if it was not dead yet, the wait's liveness check sees it
+
+    def _ring(self, fd: int) -> None:
+        """Reads an actor's done messages: ``D``, or ``d<length:4><summary JSON>``."""
+        k = self._actor_of_done[fd]
+        try:
+            data = self._inbox[k] + os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        while data:
+            if data[:1] == b"D":
+                data = data[1:]
+            elif data[:1] == b"d":
+                if len(data) < 5 or len(data) < 5 + int.from_bytes(data[1:5], "little"):
+                    break  # the rest is still in the pipe
+                end = 5 + int.from_bytes(data[1:5], "little")
+                count, means = json.loads(data[5:end].decode())
+                data = data[end:]
+                self._episodes += count
+                for key, mean in means.items():
+                    self._stats_sum[key] = self._stats_sum.get(key, 0.0) + mean * count
+            else:
+                raise RuntimeError(f"actor {k}: unknown done message {data[:16]!r}")
+            self._pending[k] = False
+        self._inbox[k] = data
 
     def _handle(self, ident: bytes, payload: bytes) -> None:
         k = self._actor_of.get(ident)
         if k is None:
             return  # a message from a replaced actor
         op = payload[:1]
-        if op in (b"D", b"H"):
+        if op == b"H":
             self._pending[k] = False
-            if len(payload) > 1:
-                count, means = json.loads(payload[1:])
-                self._episodes += count
-                for key, mean in means.items():
-                    self._stats_sum[key] = self._stats_sum.get(key, 0.0) + mean * count
         elif op == b"E":
             self._tracebacks[k] = payload[1:].decode(errors="replace")
 
@@ -371,41 +429,47 @@ class ActorPool:
             handle(ident, router.recv(_NOBLOCK))
 
     def _wait(self, actors: range, deadline: float) -> None:
-        """Blocks (no spinning) until ``actors`` have answered; wakes on messages and on deaths.
+        """Blocks (no spinning) until ``actors`` have answered; wakes on done bytes, messages, deaths.
 
-        One ``epoll`` waits on the router's notification fd (ZMQ_FD: readable once the socket
-        may hold messages, so ``_drain`` runs before every sleep) and on every actor's pidfd.
+        One ``epoll`` waits on the done FIFOs, the router's notification fd (ZMQ_FD: readable
+        once the socket may hold messages, so ``_drain`` runs before every sleep) and every
+        actor's pidfd. An actor has answered once its done message (summary included) is read.
         """
         pending, epoll = self._pending, self._poller()
+        router_fd, done_of, ring = self._router_fd, self._actor_of_done, self._ring
         while True:
             self._drain()
-            if not any(pending[k] for k in actors):
+            waiting = any(pending[k] for k in actors)
+            if waiting:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    k = next(k for k in actors if pending[k])
+                    self._failure = ActorError(
+                        k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)"
+                    )
+                    raise self._failure
+                events = epoll.poll(min(remaining, 0.25))
+            else:
                 # Even when the batch is complete, a zero-timeout poll sees any actor that died.
-                fired = [fd for fd, _ in epoll.poll(0) if fd != self._router_fd]
-                if not fired:
-                    return
-                self._check_alive(fired)
+                events = epoll.poll(0)
+            exited = []
+            for fd, _ in events:
+                if fd in done_of:
+                    ring(fd)
+                elif fd != router_fd:
+                    exited.append(fd)
+            if exited or (waiting and not events):
+                self._check_alive(exited)  # an actor exited, or a quiet quarter second passed
                 epoll = self._poller()
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                k = next(k for k in actors if pending[k])
-                self._failure = ActorError(
-                    k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)"
-                )
-                raise self._failure
-            events = epoll.poll(min(remaining, 0.25))
-            fired = [fd for fd, _ in events if fd != self._router_fd]
-            if fired or not events:
-                self._check_alive(fired)  # an actor exited, or a quiet quarter second passed
-                epoll = self._poller()
+            elif not waiting and not any(pending[k] for k in actors):
+                return
 
     def _poller(self) -> Any:
-        """epoll over the router's FD plus a pidfd per actor (readable once it exits); rebuilt on restart."""
+        """epoll over the done FIFOs, the router's FD and a pidfd per actor; rebuilt on restart."""
         if self._poll_cache is None:
             self._poll_cache = select.epoll()
             self._poll_cache.register(self._router_fd, select.EPOLLIN)
-            for fd in self._exit_fds:
+            for fd in (*self._exit_fds, *self._done_fds):
                 self._poll_cache.register(fd, select.EPOLLIN)
         return self._poll_cache
 
@@ -441,7 +505,14 @@ def _close_fd(fd: int) -> None:
 
 
 def _cleanup(
-    router: zmq.Socket, context: zmq.Context, procs: list, directory: Any, arenas: list, exit_fds: list
+    router: zmq.Socket,
+    context: zmq.Context,
+    procs: list,
+    directory: Any,
+    arenas: list,
+    exit_fds: list,
+    go_fds: list,
+    done_fds: list,
 ) -> None:
     """Every exit path ends here: actors stopped, sockets closed, arena and socket dir removed."""
     deadline = time.monotonic() + 1.0
@@ -454,6 +525,9 @@ def _cleanup(
             proc.join(1.0)
     for proc, fd in zip(procs, exit_fds, strict=True):
         if fd is not None and proc is not None and fd != proc.sentinel:
+            _close_fd(fd)
+    for fd in (*go_fds, *done_fds):
+        if fd is not None:
             _close_fd(fd)
     router.close(linger=0)
     context.term()

@@ -107,6 +107,9 @@ def test_restart_reseeds_marks_truncated_and_goes_on(fault: str) -> None:
                 os.kill(pool.pids[1], signal.SIGKILL)
             pool.send(np.zeros(4, np.int32))
         assert pool.restarts == 1 and restarted_batch is not None
+        # The restarted actor rings a new generation's doorbell; the old FIFOs are gone.
+        fifos = sorted(p.name for p in pool.socket_dir.iterdir() if p.name != "control")
+        assert fifos == ["done-0-0", "done-1-1", "go-0-0", "go-1-1"]
 
 
 PARENT = textwrap.dedent(

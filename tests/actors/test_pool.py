@@ -29,6 +29,8 @@ def test_one_actor_equals_serial_pool() -> None:
             got, want = pool.recv(), ref.recv()
             for a, b in zip(got, want, strict=True):
                 np.testing.assert_array_equal(a, b)
+            # A step's episode summaries have arrived by the time recv returns its batch.
+            assert pool.episode_stats() == ref.episode_stats()
             truncated = got[3]
             np.testing.assert_array_equal(
                 pool.final_observations[truncated], ref.final_observations[truncated]
