@@ -9,7 +9,7 @@ import gymnasium
 import numpy as np
 
 from .layout import Layout, Packer, layout_of
-from .vector import BufferSpec, EpisodeLog, spec_from_layouts, take_buffers
+from .vector import BufferSpec, EpisodeLog, PythonEnvVector, spec_from_layouts, take_buffers
 
 
 def layouts(
@@ -36,7 +36,7 @@ def buffer_spec(
     return spec_from_layouts(obs, act, int(num_envs))
 
 
-class GymnasiumVecEnv:
+class GymnasiumVecEnv(PythonEnvVector):
     """``num_envs`` Gymnasium envs stepped one after the other in the calling process.
 
     Follows the native contract: ``step()`` reads ``actions`` in place, an ended
@@ -130,20 +130,6 @@ class GymnasiumVecEnv:
                                episode_length=self._lengths[done].sum())
             self._returns[done] = 0
             self._lengths[done] = 0
-
-    def episode_stats(self) -> dict[str, float]:
-        """Means over the episodes finished since the last call (``episodes``: their count)."""
-        return self._log.take()
-
-    def close(self) -> None:
-        for env in self.envs:
-            env.close()
-
-    def __enter__(self) -> GymnasiumVecEnv:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"GymnasiumVecEnv({self.name!r}, num_envs={self.num_envs})"

@@ -11,7 +11,7 @@ from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import aec_to_parallel
 
 from .layout import Layout, Packer, layout_of
-from .vector import BufferSpec, EpisodeLog, spec_from_layouts, take_buffers
+from .vector import BufferSpec, EpisodeLog, PythonEnvVector, spec_from_layouts, take_buffers
 
 
 def as_parallel(env: Any, name: str = "pettingzoo") -> ParallelEnv:
@@ -68,7 +68,7 @@ def buffer_spec(
     return spec_from_layouts(obs, act, rows)
 
 
-class PettingZooVecEnv:
+class PettingZooVecEnv(PythonEnvVector):
     """``num_envs`` PettingZoo parallel envs, row ``e * P + j`` for agent ``possible_agents[j]``.
 
     Absent agents (dead, not yet arrived) have ``masks`` false, zero observation,
@@ -176,20 +176,6 @@ class PettingZooVecEnv:
                 self._lengths[e] = 0
                 observations, _ = env.reset()
                 self._write_reset(e, observations)
-
-    def episode_stats(self) -> dict[str, float]:
-        """Means over the env episodes finished since the last call (``episodes``: their count)."""
-        return self._log.take()
-
-    def close(self) -> None:
-        for env in self.envs:
-            env.close()
-
-    def __enter__(self) -> PettingZooVecEnv:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"PettingZooVecEnv({self.name!r}, num_envs={self.num_envs}, num_agents={self.num_agents})"

@@ -58,3 +58,24 @@ class EpisodeLog:
             out.update({key: value / self.episodes for key, value in self.sums.items()})
         self.sums, self.episodes = {}, 0
         return out
+
+
+class PythonEnvVector:
+    """What the Python-env adapters share: ``self.envs`` stepped in turn, an ``EpisodeLog``."""
+
+    envs: list
+    _log: EpisodeLog
+
+    def episode_stats(self) -> dict[str, float]:
+        """Means over the episodes finished since the last call (``episodes``: their count)."""
+        return self._log.take()
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+    def __enter__(self) -> PythonEnvVector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
