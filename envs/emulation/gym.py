@@ -8,8 +8,8 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from .layout import Layout, Packer, layout_of
-from .vector import BufferSpec, EpisodeLog, PythonEnvVector, spec_from_layouts, take_buffers
+from .layout import Layout, layout_of
+from .vector import BufferSpec, PythonEnvVector, spec_from_layouts
 
 
 def layouts(
@@ -70,19 +70,7 @@ class GymnasiumVecEnv(PythonEnvVector):
         if not isinstance(first, gymnasium.Env):
             raise ValueError(f"{name}: creator must return a gymnasium.Env, got {type(first).__name__}")
         self.obs_layout, self.act_layout = layouts(first, drop_keys, drop_unsupported)
-        self.single_observation_space = self.obs_layout.row_space()
-        self.single_action_space = self.act_layout.row_space()
-        spec = spec_from_layouts(self.obs_layout, self.act_layout, self.num_agents)
-        self.buffers = take_buffers(name, spec, buffers)
-        for key, array in self.buffers.items():
-            setattr(self, key, array)
-        self._obs = Packer(self.obs_layout, self.observations)
-        self._final = Packer(self.obs_layout, self.final_observations)
-        self._act = Packer(self.act_layout, self.actions, clip=True)
-        self._returns = np.zeros(self.num_envs, dtype=np.float64)
-        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
-        self._log = EpisodeLog()
-        self.reset(seed)
+        self._bind(name, buffers, seed)
 
     def reset(self, seed: int = 0) -> np.ndarray:
         """Reseeds instance ``i`` with ``seed + i`` and starts new episodes."""

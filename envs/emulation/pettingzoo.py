@@ -10,8 +10,8 @@ import numpy as np
 from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import aec_to_parallel
 
-from .layout import Layout, Packer, layout_of
-from .vector import BufferSpec, EpisodeLog, PythonEnvVector, spec_from_layouts, take_buffers
+from .layout import Layout, layout_of
+from .vector import BufferSpec, PythonEnvVector, spec_from_layouts
 
 
 def as_parallel(env: Any, name: str = "pettingzoo") -> ParallelEnv:
@@ -102,19 +102,7 @@ class PettingZooVecEnv(PythonEnvVector):
         self.num_agents = self.num_envs * self.agents_per_env
         self._index = {agent: j for j, agent in enumerate(self.possible_agents)}
         self.obs_layout, self.act_layout = layouts(self.envs[0], drop_keys, drop_unsupported, name)
-        self.single_observation_space = self.obs_layout.row_space()
-        self.single_action_space = self.act_layout.row_space()
-        spec = spec_from_layouts(self.obs_layout, self.act_layout, self.num_agents)
-        self.buffers = take_buffers(name, spec, buffers)
-        for key, array in self.buffers.items():
-            setattr(self, key, array)
-        self._obs = Packer(self.obs_layout, self.observations)
-        self._final = Packer(self.obs_layout, self.final_observations)
-        self._act = Packer(self.act_layout, self.actions, clip=True)
-        self._returns = np.zeros(self.num_envs, dtype=np.float64)
-        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
-        self._log = EpisodeLog()
-        self.reset(seed)
+        self._bind(name, buffers, seed)
 
     def _rows(self, e: int) -> slice:
         return slice(e * self.agents_per_env, (e + 1) * self.agents_per_env)

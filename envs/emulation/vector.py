@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..native import _take_buffers
-from .layout import Layout
+from .layout import Layout, Packer
 
 BufferSpec = dict[str, tuple[tuple[int, ...], np.dtype]]
 
@@ -65,6 +65,25 @@ class PythonEnvVector:
 
     envs: list
     _log: EpisodeLog
+
+    def _bind(self, name: str, buffers: Mapping[str, np.ndarray] | None, seed: int) -> None:
+        """Buffers (given or fresh), packers over them, episode counters; then the first reset.
+
+        Needs ``obs_layout``, ``act_layout``, ``num_agents`` and ``num_envs`` set.
+        """
+        self.single_observation_space = self.obs_layout.row_space()
+        self.single_action_space = self.act_layout.row_space()
+        spec = spec_from_layouts(self.obs_layout, self.act_layout, self.num_agents)
+        self.buffers = take_buffers(name, spec, buffers)
+        for key, array in self.buffers.items():
+            setattr(self, key, array)
+        self._obs = Packer(self.obs_layout, self.observations)
+        self._final = Packer(self.obs_layout, self.final_observations)
+        self._act = Packer(self.act_layout, self.actions, clip=True)
+        self._returns = np.zeros(self.num_envs, dtype=np.float64)
+        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self._log = EpisodeLog()
+        self.reset(seed)
 
     def episode_stats(self) -> dict[str, float]:
         """Means over the episodes finished since the last call (``episodes``: their count)."""
