@@ -55,6 +55,14 @@ def _add_run_options(cmd: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_bench_options(cmd: argparse.ArgumentParser, what: str = "entry") -> None:
+    """--seconds, --runs and --json, which every throughput bench takes."""
+    cmd.add_argument("--seconds", type=_positive_float, default=1.0, help="seconds per run (default 1)")
+    cmd.add_argument("--runs", type=_positive_int, default=5,
+                     help=f"runs per {what}; the median is reported (default 5)")
+    cmd.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appliance",
@@ -80,28 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     targets = bench.add_subparsers(dest="target", metavar="TARGET", required=True)
     bench_envs = targets.add_parser("envs", help="raw native env step throughput on one pinned core")
     bench_envs.add_argument("--env", help="one env (default: every native env)")
-    bench_envs.add_argument("--seconds", type=_positive_float, default=1.0, help="seconds per run (default 1)")
-    bench_envs.add_argument("--runs", type=_positive_int, default=5, help="runs per env, median reported (default 5)")
-    bench_envs.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
+    _add_bench_options(bench_envs, "env")
     bench_envs.set_defaults(func=cmd_bench_envs)
     bench_actors = targets.add_parser("actors", help="actor pool vs the raw C loop, EnvPool and Gymnasium")
     bench_actors.add_argument("--env", default="cartpole", help="env to step (default cartpole)")
-    bench_actors.add_argument("--seconds", type=_positive_float, default=1.0,
-                              help="seconds per run (default 1)")
-    bench_actors.add_argument("--runs", type=_positive_int, default=5,
-                              help="runs per entry; the median is reported (default 5)")
-    bench_actors.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
+    _add_bench_options(bench_actors)
     bench_actors.add_argument("--autotune", action="store_true",
                               help="measure candidate layouts for --env and save the fastest "
                                    "for `appliance train`")
     bench_actors.set_defaults(func=cmd_bench_actors)
     bench_emu = targets.add_parser("emulation", help="emulated envs: pool vs Gymnasium/ALE vectors, pack cost")
-    bench_emu.add_argument("--seconds", type=_positive_float, default=1.0, help="seconds per run (default 1)")
-    bench_emu.add_argument("--runs", type=_positive_int, default=5,
-                           help="runs per entry; the median is reported (default 5)")
+    _add_bench_options(bench_emu)
     bench_emu.add_argument("--num-envs", type=_positive_int, default=0,
                            help="envs of the Dict-observation entries (default 4 per core)")
-    bench_emu.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
     bench_emu.set_defaults(func=cmd_bench_emulation)
     bench_train = targets.add_parser(
         "train", help="PPO to mean return 475: steps/s and seconds to target, vs SB3 PPO (RL-Zoo settings)"
