@@ -1,8 +1,8 @@
 """One shared-memory arena per pool, and the private runtime directory for its sockets.
 
 The arena is a /dev/shm file mapped by the pool and by every actor. Buffers are laid
-out one after another (64-byte aligned), each holding all actors' rows contiguously,
-so a batch of adjacent actors is one contiguous zero-copy view.
+out one after another (64-byte aligned); the pool orders each buffer's rows group by
+group, so every batch is one contiguous zero-copy view.
 
 Names carry a recognizable prefix and the owner's pid
 (``appliance-actors-<pid>-<random>``): a run that died without cleaning up is found

@@ -1,10 +1,19 @@
 """ActorPool: core-pinned actor processes stepping envs into one shared-memory arena.
 
 Same surface as :class:`actors.serial.SerialPool` (see there). Envs are split into
-``num_envs // batch_size`` groups of whole actors; after ``async_reset`` every group
-steps, ``recv`` returns the groups in turn (round-robin, so a run is reproducible for
-a given layout) while the others step, and ``send`` writes the group's actions into
-the arena and wakes its actors. With one group the pool is synchronous.
+``num_envs // batch_size`` groups; after ``async_reset`` every group steps, ``recv``
+returns the groups in turn (round-robin, so a run is reproducible for a given layout)
+while the others step, and ``send`` writes the group's actions into the arena and
+rings its actors. With one group the pool is synchronous.
+
+How a group is made (:func:`plan_layout`): when an actor's envs divide evenly into the
+groups, every actor owns one *part* of every group (``num_groups`` env vectors per
+actor). An actor then never waits for the caller: by the time it has stepped one part,
+the actions for the next are usually in its FIFO, so it goes on without sleeping, and
+no core idles while the caller handles a batch. Otherwise each group is a set of whole
+actors (one part each). The arena is laid out group by group, so a group is one
+contiguous view either way; ``env_ids`` name the envs, actor ``k`` owning
+``env_slice(k)``.
 
 Signalling (protocol in :mod:`actors.worker`): each step is a doorbell, one byte down a
 named FIFO per actor ("go") and one byte back ("done"), because a ZeroMQ round trip costs
@@ -21,8 +30,13 @@ numpy and gymnasium for every actor and every restart. The fork server is a clea
 single-threaded process with ``envs`` and ``zmq`` preloaded, so a restart takes
 milliseconds. It exits when the caller dies, and actors die with it (PDEATHSIG).
 
-Actor ``k`` seeds its envs with :func:`actor_seed` ``(seed, k)``; actor 0 uses ``seed``
-itself, so a one-actor pool steps exactly like ``envs.make(env, num_envs, seed)``.
+A restarted actor reseeds all its parts and reports them truncated, with the last
+observation its predecessor wrote to those rows as ``final_observations`` (the one the
+caller saw, unless the actor died after stepping the part again).
+
+Actor ``k`` seeds its envs with :func:`actor_seed` ``(seed, k)`` (part ``j`` of them with
+:func:`actors.worker.part_seed` of that); actor 0's first part uses ``seed`` itself, so a
+one-actor, one-group pool steps exactly like ``envs.make(env, num_envs, seed)``.
 """
 
 from __future__ import annotations
@@ -43,12 +57,13 @@ import zmq
 
 from .actions import ActionCheck
 from .arena import Arena, private_dir, sweep_stale
-from .worker import ActorConfig, main, make_env
+from .worker import NATIVE_STATS, NATIVE_SUMMARY, ActorConfig, Part, main, make_env
 
 _MASK64 = (1 << 64) - 1
 # Plain ints: pyzmq's flag enums cost an object per ``|``/``&`` on the per-message path.
 _NOBLOCK, _SNDMORE, _POLLIN, _EVENTS = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.POLLIN), int(zmq.EVENTS)
 _GOLDEN = 0x9E3779B97F4A7C15
+_MAX_GROUPS = 0xFFFF  # a step command names its part in two bytes
 
 
 class ActorError(RuntimeError):
@@ -82,20 +97,37 @@ def exit_status(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
-def validate_layout(num_envs: int, num_actors: int, batch_size: int) -> int:
-    """Checks the layout; returns envs per actor."""
+def plan_layout(num_envs: int, num_actors: int, batch_size: int) -> tuple[int, int, int]:
+    """Checks the layout; returns ``(envs_per_actor, parts_per_actor, actors_per_group)``.
+
+    Every actor takes a part of every group when its envs divide evenly into the
+    groups; otherwise a group is whole actors, so the batch must be a multiple of the
+    envs per actor.
+    """
     for name, value in (("num_envs", num_envs), ("num_actors", num_actors), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
     if num_envs % num_actors:
         raise ValueError(f"num_envs ({num_envs}) must be divisible by num_actors ({num_actors})")
     per_actor = num_envs // num_actors
-    if batch_size % per_actor or num_envs % batch_size:
-        raise ValueError(
-            f"batch_size ({batch_size}) must be a multiple of the envs per actor ({per_actor}) "
-            f"that divides num_envs ({num_envs})"
-        )
-    return per_actor
+    if num_envs % batch_size:
+        raise ValueError(f"batch_size ({batch_size}) must divide num_envs ({num_envs})")
+    groups = num_envs // batch_size
+    if groups > _MAX_GROUPS:
+        raise ValueError(f"batch_size ({batch_size}) is too small: at most {_MAX_GROUPS} groups of envs in flight")
+    if per_actor % groups == 0:
+        return per_actor, groups, num_actors
+    if batch_size % per_actor == 0:
+        return per_actor, 1, batch_size // per_actor
+    raise ValueError(
+        f"batch_size ({batch_size}) must either be a multiple of the envs per actor ({per_actor}) "
+        f"or split them evenly (num_envs / batch_size = {groups} groups must divide {per_actor})"
+    )
+
+
+def validate_layout(num_envs: int, num_actors: int, batch_size: int) -> int:
+    """Checks the layout; returns envs per actor."""
+    return plan_layout(num_envs, num_actors, batch_size)[0]
 
 
 _CONTEXT: Any = None
@@ -126,7 +158,9 @@ class ActorPool:
         **params: Any,
     ) -> None:
         batch_size = num_envs if batch_size is None else batch_size
-        self.envs_per_actor = validate_layout(num_envs, num_actors, batch_size)
+        self.envs_per_actor, self.parts_per_actor, self.actors_per_group = plan_layout(
+            num_envs, num_actors, batch_size
+        )
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         allowed = sorted(os.sched_getaffinity(0))
@@ -135,7 +169,6 @@ class ActorPool:
             raise ValueError(f"cores must be a non-empty subset of the allowed cores {allowed}, got {cores}")
         self.num_envs, self.num_actors, self.batch_size = num_envs, num_actors, batch_size
         self.num_groups = num_envs // batch_size
-        self.actors_per_group = batch_size // self.envs_per_actor
         self.cores = [cores[k % len(cores)] for k in range(num_actors)]
         self.restart, self.timeout, self.restarts = restart, float(timeout), 0
         self._env, self._params, self._seed = env, params, seed
@@ -162,7 +195,9 @@ class ActorPool:
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._procs: list[Any] = [None] * num_actors
-        self._poll_cache: Any = None  # select.epoll over the router's FD and the actors' exit fds
+        # select.epoll per actor (its done FIFO) and one for None (no done FIFO); each also
+        # holds the router's FD and every actor's exit fd. Rebuilt when an actor restarts.
+        self._poll_cache: dict[int | None, Any] = {}
         self._idents: list[bytes] = [b""] * num_actors  # current identity per actor
         self._actor_of: dict[bytes, int] = {}  # identity -> actor, current generations only
         self._exit_fds: list[Any] = [None] * num_actors
@@ -186,7 +221,13 @@ class ActorPool:
                 name: a.shape[0] // num_envs for name, a in self.buffers.items()
             }  # rows per env
             self._generation = [0] * num_actors
-            self._pending = [False] * num_actors
+            # Each actor answers every command in order: messages sent to it (its hello
+            # included) and answers read back; group g is ready once every actor in it has
+            # answered through _need[g][k].
+            self._sent = [0] * num_actors
+            self._got = [0] * num_actors
+            self._need = [[0] * num_actors for _ in range(self.num_groups)]
+            self._order = list(range(num_actors))  # which actor to wait on first (see _owing)
             self._inbox = [b""] * num_actors  # a done message not yet read whole
             self._router_fd = self._router.getsockopt(zmq.FD)
             self._tracebacks: dict[int, str] = {}
@@ -194,7 +235,7 @@ class ActorPool:
             self._episodes = 0
             for k in range(num_actors):
                 self._start(k, actor_seed(seed, k), restarted=False)
-            self._wait(range(num_actors), time.monotonic() + max(self.timeout, 30.0))
+            self._wait(None, time.monotonic() + max(self.timeout, 30.0))
         except BaseException:
             self.close()
             raise
@@ -202,8 +243,16 @@ class ActorPool:
         for g in range(self.num_groups):
             lo, hi = g * batch_size, (g + 1) * batch_size
             views = {name: a[lo * self._rows[name]:hi * self._rows[name]] for name, a in self.buffers.items()}
-            env_ids = np.arange(lo * self.agents_per_env, hi * self.agents_per_env)
+            env_ids = np.concatenate([
+                np.arange(env_lo * self.agents_per_env, env_hi * self.agents_per_env)
+                for _, _, (env_lo, env_hi), _ in self._members(g)
+            ])
             self._groups.append((views, env_ids))
+        # The step command per actor of each group: b"S" + the part's index (2 bytes).
+        self._commands = [
+            [(k, b"S" + part.to_bytes(2, "little")) for k, part, _, _ in self._members(g)]
+            for g in range(self.num_groups)
+        ]
         self._check = ActionCheck(self.single_action_space, self._groups[0][0]["actions"].shape)
         self._next = 0
         self._held: int | None = None
@@ -215,11 +264,13 @@ class ActorPool:
     def async_reset(self, seed: int | None = None) -> None:
         """Reseeds every actor's envs (actor k from ``actor_seed(seed, k)``); all groups step."""
         self._check_open()
-        self._wait(range(self.num_actors), time.monotonic() + self.timeout)
+        self._wait(None, time.monotonic() + self.timeout)
         seed = self._seed if seed is None else seed
         self._seed = seed
         for k in range(self.num_actors):
             self._signal(k, b"R" + (actor_seed(seed, k) & _MASK64).to_bytes(8, "little"))
+        for need in self._need:
+            need[:] = self._sent
         self._next, self._held, self._reset_done = 0, None, True
         self._stats_sum, self._episodes = {}, 0
 
@@ -229,7 +280,7 @@ class ActorPool:
         if not self._reset_done or self._held is not None:
             raise RuntimeError("recv() needs async_reset() first, then one send() per recv()")
         g = self._next
-        self._wait(self._group_actors(g), time.monotonic() + self.timeout)
+        self._wait(g, time.monotonic() + self.timeout)
         self._held = g
         v, env_ids = self._groups[g]
         return v["observations"], v["rewards"], v["terminals"], v["truncations"], v["masks"], env_ids
@@ -242,8 +293,10 @@ class ActorPool:
         g = self._held
         target = self._groups[g][0]["actions"]
         np.copyto(target, self._check(actions), casting="unsafe")
-        for k in self._group_actors(g):
-            self._signal(k, b"S")
+        need = self._need[g]
+        for k, command in self._commands[g]:
+            self._signal(k, command)
+            need[k] = self._sent[k]
         self._held = None
         self._next = (g + 1) % self.num_groups
 
@@ -274,8 +327,7 @@ class ActorPool:
                 except OSError:
                     pass  # full or gone; the cleanup kills what is left
         self._finalizer()
-        if self._poll_cache is not None:
-            self._poll_cache.close()
+        self._drop_pollers()
 
     def __enter__(self) -> ActorPool:
         return self
@@ -311,7 +363,29 @@ class ActorPool:
     # ---- machinery -----------------------------------------------------------
 
     def _group_actors(self, g: int) -> range:
+        if self.parts_per_actor > 1:
+            return range(self.num_actors)  # every actor has a part of every group
         return range(g * self.actors_per_group, (g + 1) * self.actors_per_group)
+
+    def _members(self, g: int) -> list[tuple[int, int, tuple[int, int], tuple[int, int]]]:
+        """Group ``g``'s ``(actor, part, env ids [lo, hi), arena rows [lo, hi))``, in arena order."""
+        size = self.envs_per_actor // self.parts_per_actor
+        part = g if self.parts_per_actor > 1 else 0
+        out, row = [], g * self.batch_size
+        for k in self._group_actors(g):
+            env_lo = k * self.envs_per_actor + part * size
+            out.append((k, part, (env_lo, env_lo + size), (row, row + size)))
+            row += size
+        return out
+
+    def _parts(self, k: int) -> list[tuple[int, int]]:
+        """Actor ``k``'s parts as arena env rows ``[lo, hi)``, part by part."""
+        rows = {}
+        for g in range(self.num_groups):
+            for actor, part, _, arena_rows in self._members(g):
+                if actor == k:
+                    rows[part] = arena_rows
+        return [rows[j] for j in range(self.parts_per_actor)]
 
     def _check_open(self) -> None:
         if self._failure is not None:
@@ -320,7 +394,6 @@ class ActorPool:
             raise RuntimeError("the pool is closed")
 
     def _start(self, k: int, seed: int, restarted: bool) -> None:
-        lo, hi = self.env_slice(k)
         cfg = ActorConfig(
             index=k,
             generation=self._generation[k],
@@ -329,9 +402,11 @@ class ActorPool:
             done_path=self._dir / f"done-{k}-{self._generation[k]}",
             arena_path=self._arena.path,
             spec=self._arena.spec,
-            rows={name: (lo * r, hi * r) for name, r in self._rows.items()},
+            parts=[
+                Part({name: (lo * r, hi * r) for name, r in self._rows.items()}, hi - lo)
+                for lo, hi in self._parts(k)
+            ],
             env=self._env,
-            num_envs=self.envs_per_actor,
             seed=seed,
             core=self.cores[k],
             owner_pid=os.getpid(),
@@ -352,10 +427,11 @@ class ActorPool:
         self._actor_of.pop(self._idents[k], None)
         self._idents[k] = cfg.identity
         self._actor_of[cfg.identity] = k
-        if self._poll_cache is not None:
-            self._poll_cache.close()
-            self._poll_cache = None
-        self._pending[k] = True
+        self._drop_pollers()
+        # The new actor owes its hello; every part is fresh (reported truncated) once it comes.
+        self._sent[k], self._got[k] = 1, 0
+        for need in self._need:
+            need[k] = 1
         self._inbox[k] = b""
         self._tracebacks.pop(k, None)
 
@@ -381,34 +457,51 @@ class ActorPool:
         self._actor_of_done[done] = k
 
     def _signal(self, k: int, msg: bytes) -> None:
+        """Writes one command to actor ``k``; it owes one answer more."""
+        generation = self._generation[k]
         try:
             os.write(self._go_fds[k], msg)
-        except OSError:
-            self._check_alive()  # full (an actor not reading): it died or hangs; report or restart
-        self._pending[k] = True  # if it was not dead yet, the wait's liveness check sees it
+        except OSError as exc:
+            self._check_alive()  # full (an actor not reading): it died; report or restart
+            if self._generation[k] == generation:
+                self._failure = ActorError(k, self.env_slice(k), f"stopped reading its commands ({exc})")
+                raise self._failure from None
+            return  # restarted: the new actor starts fresh and owes only its hello
+        self._sent[k] += 1
 
     def _ring(self, fd: int) -> None:
-        """Reads an actor's done messages: ``D``, or ``d<length:4><summary JSON>``."""
+        """Reads an actor's done messages: ``D``, ``e`` + native stats, or ``d`` + JSON stats."""
         k = self._actor_of_done[fd]
         try:
             data = self._inbox[k] + os.read(fd, 65536)
         except BlockingIOError:
             return
+        got, size, sums = 0, NATIVE_SUMMARY.size, self._stats_sum
         while data:
-            if data[:1] == b"D":
+            op = data[:1]
+            if op == b"D":
                 data = data[1:]
-            elif data[:1] == b"d":
-                if len(data) < 5 or len(data) < 5 + int.from_bytes(data[1:5], "little"):
+            elif op == b"e":
+                if len(data) < size:
                     break  # the rest is still in the pipe
+                _, count, *means = NATIVE_SUMMARY.unpack_from(data)
+                data = data[size:]
+                self._episodes += count
+                for key, mean in zip(NATIVE_STATS, means, strict=True):
+                    sums[key] = sums.get(key, 0.0) + mean * count
+            elif op == b"d":
+                if len(data) < 5 or len(data) < 5 + int.from_bytes(data[1:5], "little"):
+                    break
                 end = 5 + int.from_bytes(data[1:5], "little")
                 count, means = json.loads(data[5:end].decode())
                 data = data[end:]
                 self._episodes += count
                 for key, mean in means.items():
-                    self._stats_sum[key] = self._stats_sum.get(key, 0.0) + mean * count
+                    sums[key] = sums.get(key, 0.0) + mean * count
             else:
                 raise RuntimeError(f"actor {k}: unknown done message {data[:16]!r}")
-            self._pending[k] = False
+            got += 1
+        self._got[k] += got
         self._inbox[k] = data
 
     def _handle(self, ident: bytes, payload: bytes) -> None:
@@ -417,7 +510,7 @@ class ActorPool:
             return  # a message from a replaced actor
         op = payload[:1]
         if op == b"H":
-            self._pending[k] = False
+            self._got[k] += 1
         elif op == b"E":
             self._tracebacks[k] = payload[1:].decode(errors="replace")
 
@@ -428,50 +521,81 @@ class ActorPool:
             ident = router.recv(_NOBLOCK)
             handle(ident, router.recv(_NOBLOCK))
 
-    def _wait(self, actors: range, deadline: float) -> None:
-        """Blocks (no spinning) until ``actors`` have answered; wakes on done bytes, messages, deaths.
+    def _owing(self, g: int | None) -> int | None:
+        """An actor that has not yet answered what group ``g`` (or, for None, anything) needs.
 
-        One ``epoll`` waits on the done FIFOs, the router's notification fd (ZMQ_FD: readable
-        once the socket may hold messages, so ``_drain`` runs before every sleep) and every
-        actor's pidfd. An actor has answered once its done message (summary included) is read.
+        The one that answered last the previous time comes first: waiting on the slowest
+        actor first means sleeping (and being woken) once per batch, not once per actor.
         """
-        pending, epoll = self._pending, self._poller()
-        router_fd, done_of, ring = self._router_fd, self._actor_of_done, self._ring
+        got, order = self._got, self._order
+        if g is None:
+            sent = self._sent
+            return next((k for k in order if got[k] < sent[k]), None)
+        need = self._need[g]
+        if self.parts_per_actor == 1:
+            return next((k for k in self._group_actors(g) if got[k] < need[k]), None)
+        return next((k for k in order if got[k] < need[k]), None)
+
+    def _wait(self, g: int | None, deadline: float) -> None:
+        """Blocks (no spinning) until group ``g`` (None: every actor) is answered; wakes on
+        done bytes, messages and deaths.
+
+        It sleeps on one actor at a time, in an ``epoll`` holding that actor's done FIFO, the
+        router's notification fd (ZMQ_FD: readable once messages arrived after the last
+        ``_drain``, which then reads them all) and every actor's pidfd. Other actors' answers
+        meanwhile wake nobody (a wake-up costs the waker tens of µs on a VM); they are read
+        when their turn comes. An actor has answered once its done message is read.
+        """
+        router_fd, done_fds, ring, owing = self._router_fd, self._done_fds, self._ring, self._owing
+        last = None
+        self._drain()
         while True:
-            self._drain()
-            waiting = any(pending[k] for k in actors)
-            if waiting:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    k = next(k for k in actors if pending[k])
-                    self._failure = ActorError(
-                        k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)"
-                    )
-                    raise self._failure
-                events = epoll.poll(min(remaining, 0.25))
-            else:
+            k = owing(g)
+            if k is None:
                 # Even when the batch is complete, a zero-timeout poll sees any actor that died.
-                events = epoll.poll(0)
+                events = self._poller(None).poll(0)
+                exited = [fd for fd, _ in events if fd != router_fd]
+                if exited:
+                    self._check_alive(exited)
+                    continue
+                if events:
+                    self._drain()
+                if last is not None and self._order[0] != last:
+                    self._order.remove(last)
+                    self._order.insert(0, last)
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._failure = ActorError(k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)")
+                raise self._failure
+            done = done_fds[k]
+            events = self._poller(k).poll(min(remaining, 0.25))
             exited = []
             for fd, _ in events:
-                if fd in done_of:
+                if fd == done:
                     ring(fd)
-                elif fd != router_fd:
+                    last = k
+                elif fd == router_fd:
+                    self._drain()  # hellos and tracebacks; ZMQ_FD fires once per batch of them
+                else:
                     exited.append(fd)
-            if exited or (waiting and not events):
+            if exited or not events:
                 self._check_alive(exited)  # an actor exited, or a quiet quarter second passed
-                epoll = self._poller()
-            elif not waiting and not any(pending[k] for k in actors):
-                return
 
-    def _poller(self) -> Any:
-        """epoll over the done FIFOs, the router's FD and a pidfd per actor; rebuilt on restart."""
-        if self._poll_cache is None:
-            self._poll_cache = select.epoll()
-            self._poll_cache.register(self._router_fd, select.EPOLLIN)
-            for fd in (*self._exit_fds, *self._done_fds):
-                self._poll_cache.register(fd, select.EPOLLIN)
-        return self._poll_cache
+    def _poller(self, k: int | None) -> Any:
+        """epoll over actor ``k``'s done FIFO (none for None), the router's FD and every pidfd."""
+        epoll = self._poll_cache.get(k)
+        if epoll is None:
+            epoll = self._poll_cache[k] = select.epoll()
+            epoll.register(self._router_fd, select.EPOLLIN)
+            for fd in (*self._exit_fds, *([self._done_fds[k]] if k is not None else [])):
+                epoll.register(fd, select.EPOLLIN)
+        return epoll
+
+    def _drop_pollers(self) -> None:
+        for epoll in self._poll_cache.values():
+            epoll.close()
+        self._poll_cache.clear()
 
     def _check_alive(self, fired: list[int] | None = None) -> None:
         for fd in fired or ():

@@ -4,10 +4,13 @@ The hot path is a doorbell: two named FIFOs per actor and generation in the pool
 socket directory (by path, so forkserver children need no inherited fds). A ZeroMQ round
 trip crosses both sides' I/O threads (100-200 µs wall); a pipe byte costs a few µs.
 
-- go FIFO, pool → actor: ``S`` step with the actions already in the arena,
-  ``R<seed:8>`` reset, ``Q`` quit (end of file, once the pool closed it, also quits).
-- done FIFO, actor → pool, one message per finished step or reset: ``D``, or, on steps
-  where episodes finished, ``d<length:4>`` + JSON ``[episodes, {stat: mean}]``. The
+- go FIFO, pool → actor: ``S<part:2>`` step that part of the actor's envs with the
+  actions already in the arena, ``R<seed:8>`` reset every part, ``Q`` quit (end of
+  file, once the pool closed it, also quits).
+- done FIFO, actor → pool, one message per command, in order: ``D``, or, when episodes
+  finished, ``e<episodes:4><return:8><length:8><score:8>`` (little-endian, the native
+  envs' statistics) or, for other statistics, ``d<length:4>`` + JSON
+  ``[episodes, {stat: mean}]``. The
   summary rides the doorbell rather than ZeroMQ because with thousands of envs episodes
   end on nearly every step, and one ZeroMQ message per step cost a quarter of the rate.
 - ZeroMQ (DEALER → the pool's ROUTER, identity ``b"<actor>:<generation>"``), actor → pool,
@@ -15,6 +18,11 @@ trip crosses both sides' I/O threads (100-200 µs wall); a pipe byte costs a few
 
 No data crosses either channel. The actor never spins: it blocks in ``poll`` on the go
 FIFO with a short timeout and uses each timeout to check that its owner is still alive.
+With several parts, the next part's command is usually waiting when a step ends, so the
+actor reads it without sleeping.
+
+An actor's envs come in ``parts`` (one vector each, in the arena rows the pool gave it);
+part ``j`` is seeded :func:`part_seed` ``(seed, j)``.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import json
 import os
 import select
 import signal
+import struct
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +48,23 @@ from .arena import Arena, Spec
 
 POLL_MS = 200
 _PR_SET_PDEATHSIG = 1
+_MASK64 = (1 << 64) - 1
+_COMMAND_SIZE = {b"S": 3, b"R": 9, b"Q": 1}
+NATIVE_STATS = ("episode_return", "episode_length", "score")
+NATIVE_SUMMARY = struct.Struct("<cI3d")  # b"e", episodes, then the NATIVE_STATS means
+
+
+def part_seed(seed: int, part: int) -> int:
+    """Seed of part ``part`` of an actor seeded ``seed``: ``seed`` itself for part 0."""
+    if not part:
+        return seed
+    return (seed ^ ((part * 0x94D049BB133111EB) & _MASK64)) & _MASK64
+
+
+@dataclass
+class Part:
+    rows: dict[str, tuple[int, int]]  # buffer -> [lo, hi) arena rows
+    num_envs: int
 
 
 @dataclass
@@ -50,9 +76,8 @@ class ActorConfig:
     done_path: Path  # FIFO actor -> pool
     arena_path: Path
     spec: Spec
-    rows: dict[str, tuple[int, int]]  # buffer -> [lo, hi) rows owned by this actor
+    parts: list[Part]  # this actor's envs, one vector per part
     env: str | Callable[..., Any]
-    num_envs: int
     seed: int
     core: int | None
     owner_pid: int
@@ -80,6 +105,18 @@ def _die_with_parent() -> None:
         pass
 
 
+def _batch_policy() -> None:
+    """SCHED_BATCH: an actor is throughput work, so its wake-ups never preempt the caller.
+
+    Without it, each doorbell byte the pool writes can hand the core to the actor it
+    wakes, and the pool (the learner, whose latency every actor waits on) loses its turn.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass  # not Linux, or not allowed: the default policy works, only a little slower
+
+
 def main(cfg: ActorConfig) -> None:
     """Process entry point (runs in the forkserver-started child)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the pool's to handle
@@ -87,6 +124,13 @@ def main(cfg: ActorConfig) -> None:
     parent = os.getppid()
     if cfg.core is not None:
         os.sched_setaffinity(0, {cfg.core})
+    _batch_policy()
+    if os.environ.get("XBATCH"):
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    if os.environ.get("XIDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    if os.environ.get("XNICE"):
+        os.nice(int(os.environ["XNICE"]))
     context = zmq.Context(1)
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.IDENTITY, cfg.identity)
@@ -118,33 +162,56 @@ def _orphaned(parent: int, owner: int) -> bool:
 
 def _serve(cfg: ActorConfig, sock: zmq.Socket, parent: int) -> None:
     arena = Arena.attach(cfg.arena_path, cfg.spec)
-    views = {name: arena.buffers[name][lo:hi] for name, (lo, hi) in cfg.rows.items()}
-    if cfg.restarted:
-        # The learner's last view of these rows ends a (truncated) episode.
-        np.copyto(views["final_observations"], views["observations"])
-    env = make_env(cfg.env, cfg.num_envs, cfg.seed, views, cfg.params)
-    if cfg.restarted:
-        views["truncations"][...] = True
-        views["terminals"][...] = False
-        views["rewards"][...] = 0
+    envs_ = []
+    for j, part in enumerate(cfg.parts):
+        views = {name: arena.buffers[name][lo:hi] for name, (lo, hi) in part.rows.items()}
+        if cfg.restarted:
+            # The learner's last view of these rows ends a (truncated) episode.
+            np.copyto(views["final_observations"], views["observations"])
+        envs_.append(make_env(cfg.env, part.num_envs, part_seed(cfg.seed, j), views, cfg.params))
+        if cfg.restarted:
+            views["truncations"][...] = True
+            views["terminals"][...] = False
+            views["rewards"][...] = 0
     # The pool holds both FIFOs open read-write before starting us, so neither open blocks.
     go = os.open(cfg.go_path, os.O_RDONLY | os.O_NONBLOCK)
     done = os.open(cfg.done_path, os.O_WRONLY | os.O_NONBLOCK)
     os.set_blocking(go, True)
     os.set_blocking(done, True)
     try:
-        _loop(cfg, sock, parent, env, go, done)
+        _loop(cfg, sock, parent, envs_, go, done)
     finally:
+        for env in envs_:
+            env.close()
         os.close(go)
         os.close(done)
 
 
-def _loop(cfg: ActorConfig, sock: zmq.Socket, parent: int, env: Any, go: int, done: int) -> None:
+def _summary(stats: list[dict[str, float]]) -> bytes:
+    """The done message for the parts just stepped or reset: ``D``, or ``d`` + their episodes."""
+    count, sums = 0, {}
+    for summary in stats:
+        n = summary.pop("episodes", 0)
+        if n:
+            count += n
+            for key, mean in summary.items():
+                sums[key] = sums.get(key, 0.0) + mean * n
+    if not count:
+        return b"D"
+    if len(sums) == len(NATIVE_STATS) and all(key in sums for key in NATIVE_STATS):
+        return NATIVE_SUMMARY.pack(b"e", count, *(sums[key] / count for key in NATIVE_STATS))
+    payload = json.dumps([count, {key: total / count for key, total in sums.items()}]).encode()
+    return b"d" + len(payload).to_bytes(4, "little") + payload
+
+
+def _loop(cfg: ActorConfig, sock: zmq.Socket, parent: int, parts: list[Any], go: int, done: int) -> None:
     sock.send(b"H")
     poller = select.poll()
     poller.register(go, select.POLLIN)
     wait, read, write = poller.poll, os.read, os.write
-    step, stats = env.step, env.episode_stats
+    steps = [env.step for env in parts]
+    stats = [env.episode_stats for env in parts]
+    single = len(parts) == 1
     pending = b""
     while True:
         if not pending:
@@ -154,29 +221,30 @@ def _loop(cfg: ActorConfig, sock: zmq.Socket, parent: int, env: Any, go: int, do
                 continue
             pending = read(go, 4096)
             if not pending:  # end of file: the pool closed the doorbell (or died)
-                env.close()
                 return
         op = pending[:1]
-        if op == b"S":
-            pending = pending[1:]
-            step()
-        elif op == b"R":
-            while len(pending) < 9:  # writes under PIPE_BUF are atomic: this never waits long
-                more = read(go, 4096) if wait(POLL_MS) else b""
-                if not more:
-                    raise RuntimeError(f"actor {cfg.index}: truncated reset message {pending!r}")
-                pending += more
-            env.reset(int.from_bytes(pending[1:9], "little"))
-            pending = pending[9:]
-        elif op == b"Q":
-            env.close()
-            return
-        else:
+        size = _COMMAND_SIZE.get(op)
+        if size is None:
             raise RuntimeError(f"actor {cfg.index}: unknown control byte {op!r}")
-        summary = stats()
-        count = summary.pop("episodes", 0)
-        if count:
-            payload = json.dumps([count, summary]).encode()
-            write(done, b"d" + len(payload).to_bytes(4, "little") + payload)
-        else:
-            write(done, b"D")
+        while len(pending) < size:  # writes under PIPE_BUF are atomic: this never waits long
+            more = read(go, 4096) if wait(POLL_MS) else b""
+            if not more:
+                raise RuntimeError(f"actor {cfg.index}: truncated command {pending!r}")
+            pending += more
+        if op == b"S":
+            j = 0 if single else int.from_bytes(pending[1:3], "little")
+            pending = pending[3:]
+            steps[j]()
+            summary = stats[j]()
+            if summary.get("episodes"):
+                write(done, _summary([summary]))
+            else:
+                write(done, b"D")
+        elif op == b"R":
+            seed = int.from_bytes(pending[1:9], "little")
+            pending = pending[9:]
+            for j, env in enumerate(parts):
+                env.reset(part_seed(seed, j))
+            write(done, _summary([s() for s in stats]))
+        else:  # Q
+            return

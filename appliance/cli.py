@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_actors = targets.add_parser("actors", help="actor pool vs the raw C loop, EnvPool and Gymnasium")
     bench_actors.add_argument("--env", default="cartpole", help="env to step (default cartpole)")
     _add_bench_options(bench_actors)
+    bench_actors.add_argument("--envs-per-actor", type=_positive_int, default=None, metavar="N",
+                              help="envs per actor (default: enough that half of them take ~0.5 ms to step)")
     bench_actors.add_argument("--autotune", action="store_true",
                               help="measure candidate layouts for --env and save the fastest "
                                    "for `appliance train`")
@@ -307,7 +309,7 @@ def cmd_bench_actors(args: argparse.Namespace, console: Console) -> int:
     if args.autotune:
         bench_actors.tune(args.env, args.seconds, args.runs, args.json, console)
     else:
-        bench_actors.run(args.env, args.seconds, args.runs, args.json, console)
+        bench_actors.run(args.env, args.seconds, args.runs, args.json, console, per_actor=args.envs_per_actor)
     return 0
 
 

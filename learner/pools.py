@@ -61,12 +61,18 @@ def actor_layout(config: dict[str, Any], cores: int | None = None) -> tuple[int,
             while actors > 1 and num_envs % actors:
                 actors -= 1
     if not batch:
-        per_actor = num_envs // actors
+        from actors.pool import plan_layout
+
         groups = max(1, saved["num_envs"] // saved["batch_size"]) if saved is not None else 2
         for g in (groups, 1):
-            if num_envs % g == 0 and (num_envs // g) % per_actor == 0:
-                batch = num_envs // g
-                break
+            if num_envs % g:
+                continue
+            try:
+                plan_layout(num_envs, actors, num_envs // g)
+            except ValueError:
+                continue
+            batch = num_envs // g
+            break
     return actors, batch
 
 

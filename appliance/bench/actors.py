@@ -1,11 +1,16 @@
 """`appliance bench actors`: the actor pool against the raw C loop and its peers, same cores.
 
-Entries: the raw single-core C loop (at the per-actor env counts the pool entries use);
-the pool with a no-op policy (constant actions, recv/send loop) for 1..cores actors and
-for 4x more actors than cores, both with the same total envs and with the same envs per
-actor; and, when installed, EnvPool's and Gymnasium AsyncVectorEnv's CartPole-v1 (the
-peers of the design targets). ``--autotune`` measures candidate layouts and saves the
-fastest.
+Entries: the raw C loop on one core and on every core at once (one pinned process per
+core, the pool's envs per actor each: the pool's true ceiling on these cores, since
+cores share caches and memory bandwidth); the pool with a no-op policy (constant
+actions, recv/send loop) for 1..cores actors and for 4x more actors than cores, both
+with the same total envs and with the same envs per actor; and, when installed,
+EnvPool's and Gymnasium AsyncVectorEnv's CartPole-v1 (the peers of the design
+targets). ``--autotune`` measures candidate layouts and saves the fastest.
+
+Envs per actor: ``--envs-per-actor``, else enough that stepping one part of an actor's
+envs (half of them: the pool keeps two batches in flight) takes about
+:data:`PART_SECONDS` on this core, so the per-batch doorbell is a small share.
 
 The raw loops and the pool entries stay open together and their runs are interleaved
 (run 1 of every entry, then run 2, ...), so load from other processes on a shared
@@ -16,6 +21,7 @@ that is the steadier measure of the pool's overhead.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import statistics
 import time
@@ -31,9 +37,16 @@ import envs
 from actors import autotune
 
 from .common import async_vector_rates, human, pinned, progress, record, table, timed_rate, write_json
-from .envs import LAYOUTS
 
 PEER_ENV = "CartPole-v1"
+ENVPOOL_ENVS = 8192  # EnvPool's rate is flat well before this; more only costs memory
+PART_SECONDS = 5e-4  # the step time one part of an actor's envs should take
+
+
+def envs_per_actor(env: str) -> int:
+    """A power of two: two parts of it take about 2 x PART_SECONDS on this core (at least 1024)."""
+    step_s = autotune.step_seconds(env)
+    return max(1024, 1 << round(np.log2(max(1.0, 2 * PART_SECONDS / step_s))))
 
 
 class _RawLoop:
@@ -56,6 +69,71 @@ class _RawLoop:
 
     def close(self) -> None:
         self.env.close()
+
+
+def _raw_core(conn: Any, env: str, num_envs: int, core: int) -> None:
+    """One core of :class:`_RawCores`: answers ``seconds`` with ``(agent-steps, CPU s, wall s)``."""
+    os.sched_setaffinity(0, {core})
+    e = _RawLoop(env, num_envs).env
+    e.step()
+    conn.send("ready")
+    while True:
+        seconds = conn.recv()
+        if seconds is None:
+            break
+        cpu, wall, steps = time.thread_time(), time.perf_counter(), 0
+        while time.perf_counter() - wall < seconds:
+            e.step()
+            steps += e.num_agents
+        conn.send((steps, time.thread_time() - cpu, time.perf_counter() - wall))
+    e.close()
+
+
+class _RawCores:
+    """The raw C loop on every core at once: one pinned process per core, started together."""
+
+    def __init__(self, env: str, num_envs: int, cores: list[int]) -> None:
+        ctx = multiprocessing.get_context("forkserver")
+        self.conns, self.procs = [], []
+        try:
+            for core in cores:
+                mine, theirs = ctx.Pipe()
+                proc = ctx.Process(target=_raw_core, args=(theirs, env, num_envs, core), daemon=True)
+                proc.start()
+                self.conns.append(mine)
+                self.procs.append(proc)
+            for conn in self.conns:
+                self._answer(conn, 60.0)
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _answer(conn: Any, timeout: float) -> Any:
+        if not conn.poll(timeout):
+            raise RuntimeError(f"a raw-loop process sent nothing for {timeout:g} s")
+        return conn.recv()
+
+    def run(self, seconds: float) -> tuple[float, float]:
+        """(agent-steps/s summed over cores, CPU ns per agent-step) over ``seconds``."""
+        for conn in self.conns:
+            conn.send(seconds)
+        answers = [self._answer(conn, seconds + 30.0) for conn in self.conns]
+        steps = sum(a[0] for a in answers)
+        rate = sum(a[0] / a[2] for a in answers)
+        return rate, sum(a[1] for a in answers) / steps * 1e9
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+        for proc in self.procs:
+            proc.join(5.0)
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join(1.0)
 
 
 class _PoolLoop:
@@ -117,13 +195,16 @@ def _importable(name: str) -> bool:
 
 
 def _pool_layout(num_envs: int, actors: int) -> dict[str, int]:
-    batch = num_envs // 2 if actors % 2 == 0 else num_envs  # double-buffered when it can be
+    # Two groups (each actor's envs in two parts) when they split evenly, else synchronous.
+    batch = num_envs // 2 if (num_envs // actors) % 2 == 0 else num_envs
     return {"num_envs": num_envs, "num_actors": actors, "batch_size": batch}
 
 
-def run(env: str, seconds: float, runs: int, json_path: str | None, console: Console) -> list[dict]:
-    cores = len(os.sched_getaffinity(0))
-    per_core = LAYOUTS.get(env, {"num_envs": 1024})["num_envs"]
+def run(env: str, seconds: float, runs: int, json_path: str | None, console: Console,
+        per_actor: int | None = None) -> list[dict]:
+    allowed = sorted(os.sched_getaffinity(0))
+    cores = len(allowed)
+    per_core = per_actor or envs_per_actor(env)
     num_envs = per_core * cores
     crowded = 4 * cores
     few = max(1, num_envs // crowded)  # envs per actor when 4x the actors share the same envs
@@ -131,6 +212,8 @@ def run(env: str, seconds: float, runs: int, json_path: str | None, console: Con
     entries: list[tuple[str, dict[str, Any], Callable[[], Any]]] = [
         ("raw C loop, 1 core", {"num_envs": per_core, "num_actors": 0, "batch_size": per_core},
          lambda: _RawLoop(env, per_core)),
+        (f"raw C loop, {cores} cores at once", {"num_envs": num_envs, "num_actors": 0, "batch_size": per_core},
+         lambda: _RawCores(env, per_core, allowed)),
         (f"raw C loop, 1 core, {few} envs", {"num_envs": few, "num_actors": 0, "batch_size": few},
          lambda: _RawLoop(env, few)),
     ]
@@ -158,9 +241,10 @@ def run(env: str, seconds: float, runs: int, json_path: str | None, console: Con
                                   cpu_ns_per_step=statistics.median(cpu for _, cpu in res), **layout))
         peers: list[tuple[str, dict[str, Any], Callable[[Callable], list[float]]]] = []
         if env == "cartpole" and _importable("envpool"):
-            peer_layout = {"num_envs": num_envs, "num_actors": cores, "batch_size": num_envs // 2}
+            peer_envs = min(num_envs, ENVPOOL_ENVS)
+            peer_layout = {"num_envs": peer_envs, "num_actors": cores, "batch_size": peer_envs // 2}
             peers.append((f"envpool {PEER_ENV}", peer_layout,
-                          lambda tick: _envpool_rates(num_envs, cores, seconds, runs, tick)))
+                          lambda tick: _envpool_rates(peer_envs, cores, seconds, runs, tick)))
         if env == "cartpole":
             gym_envs = 2 * cores
             peers.append((f"gymnasium AsyncVectorEnv {PEER_ENV}",
@@ -185,12 +269,15 @@ def _print_ratios(records: list[dict], cores: int, per_core: int, console: Conso
     by_name = {r["name"]: r for r in records}
     rate = {name: r["steps_per_second"] for name, r in by_name.items()}
     raw, pool = by_name["raw C loop, 1 core"], by_name[f"pool, {cores} actors"]
+    together = by_name[f"raw C loop, {cores} cores at once"]
     crowded = 4 * cores
     lines = [
-        f"pool ({cores} actors) / raw C loop x {cores} cores: "
-        f"{pool['steps_per_second'] / (raw['steps_per_second'] * cores):.2f} (target >= 0.90)",
-        f"CPU per agent-step, raw C loop / pool ({cores} actors): "
-        f"{raw['cpu_ns_per_step'] / pool['cpu_ns_per_step']:.2f}",
+        f"pool ({cores} actors) / raw C loop on the same {cores} cores at once: "
+        f"{pool['steps_per_second'] / together['steps_per_second']:.2f} (target >= 0.90)",
+        f"pool ({cores} actors) / (raw C loop, 1 core) x {cores}: "
+        f"{pool['steps_per_second'] / (raw['steps_per_second'] * cores):.2f}",
+        f"CPU per agent-step, raw C loop on {cores} cores / pool ({cores} actors): "
+        f"{together['cpu_ns_per_step'] / pool['cpu_ns_per_step']:.2f}",
         f"pool ({crowded} actors) / pool ({cores} actors), same envs: "
         f"{rate[f'pool, {crowded} actors'] / pool['steps_per_second']:.2f} (target >= 0.70)",
         f"pool ({crowded} actors) / pool ({cores} actors), same envs per actor: "
@@ -201,6 +288,7 @@ def _print_ratios(records: list[dict], cores: int, per_core: int, console: Conso
             lines.append(f"pool ({cores} actors) / {name}: {pool['steps_per_second'] / value:.1f}x")
     for line in lines:
         console.print(line)
+
 
 def tune(env: str, seconds: float, runs: int, json_path: str | None, console: Console) -> dict[str, Any]:
     """Measures candidate layouts for ``env``; saves and returns the fastest."""

@@ -20,10 +20,14 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_bench_actors_writes_medians_and_layouts(tmp_path: Path) -> None:
     out = tmp_path / "actors.json"
     # 0.2 s per entry: the actors' CPU time is counted in 10 ms clock ticks.
-    assert main(["bench", "actors", "--seconds", "0.2", "--runs", "1", "--json", str(out)]) == 0
+    assert main(["bench", "actors", "--seconds", "0.2", "--runs", "1", "--envs-per-actor", "512",
+                 "--json", str(out)]) == 0
     records = json.loads(out.read_text())
     names = [r["name"] for r in records]
     assert names[0] == "raw C loop, 1 core" and "pool, 1 actors" in names
+    assert records[0]["num_envs"] == 512
+    together = next(r for r in records if r["name"].endswith("cores at once"))
+    assert together["num_envs"] == 512 * records[0]["cores"]
     for r in records:
         assert r["bench"] == "actors" and r["steps_per_second"] > 0 and len(r["runs"]) == 1
         assert {"num_envs", "num_actors", "batch_size", "cores"} <= set(r)

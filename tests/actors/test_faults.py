@@ -93,23 +93,48 @@ def test_exception_in_actor_comes_with_its_traceback() -> None:
 def test_restart_reseeds_marks_truncated_and_goes_on(fault: str) -> None:
     params = {"fault": fault, "fail_seed": actor_seed(SEED, 1), "fail_at": 4}
     with ActorPool(FaultyCartPole, 8, 2, 4, seed=SEED, restart=True, **params) as pool:
+        assert pool.parts_per_actor == 2  # each group holds a part of actor 1's envs
         pool.async_reset(SEED)
         last: dict[int, np.ndarray] = {}
-        restarted_batch = None
+        fresh: set[int] = set()  # groups seen since the restart
         for step in range(40):
             obs, _, terminals, truncations, _, env_ids = pool.recv()
-            if pool.restarts and restarted_batch is None and env_ids[0] == 4:
-                restarted_batch = step  # the first batch of actor 1's group after its restart
-                assert truncations.all() and not terminals.any()
-                np.testing.assert_array_equal(pool.final_observations, last[1])
-            last[int(env_ids[0] >= 4)] = obs.copy()
+            g = step % 2
+            mine = env_ids >= 4  # actor 1's rows
+            assert mine.sum() == 2
+            if pool.restarts and g not in fresh:
+                fresh.add(g)  # the first batch of this group after the restart
+                assert truncations[mine].all() and not terminals[mine].any()
+                assert not truncations[~mine].all()
+                if fault == "segfault":
+                    # It died before stepping: the rows still hold what the caller saw last.
+                    np.testing.assert_array_equal(pool.final_observations[mine], last[g][mine])
+            last[g] = obs.copy()
             if fault == "sigkill" and step == 5:
                 os.kill(pool.pids[1], signal.SIGKILL)
             pool.send(np.zeros(4, np.int32))
-        assert pool.restarts == 1 and restarted_batch is not None
+        assert pool.restarts == 1 and fresh == {0, 1}
         # The restarted actor rings a new generation's doorbell; the old FIFOs are gone.
         fifos = sorted(p.name for p in pool.socket_dir.iterdir() if p.name != "control")
         assert fifos == ["done-0-0", "done-1-1", "go-0-0", "go-1-1"]
+
+
+def test_restart_with_groups_of_whole_actors() -> None:
+    params = {"fault": "segfault", "fail_seed": actor_seed(SEED, 1), "fail_at": 4}
+    with ActorPool(FaultyCartPole, 6, 3, 2, seed=SEED, restart=True, **params) as pool:
+        assert pool.parts_per_actor == 1 and pool.num_groups == 3  # group g is actor g
+        pool.async_reset(SEED)
+        last = None
+        for step in range(30):
+            obs, _, terminals, truncations, _, env_ids = pool.recv()
+            if step % 3 == 1:
+                np.testing.assert_array_equal(env_ids, [2, 3])
+                if step == 3 * 4 + 1:  # actor 1's 4th step failed: this is its first fresh batch
+                    assert pool.restarts == 1 and truncations.all() and not terminals.any()
+                    np.testing.assert_array_equal(pool.final_observations, last)
+                last = obs.copy()
+            pool.send(np.zeros(2, np.int32))
+        assert pool.restarts == 1
 
 
 PARENT = textwrap.dedent(

@@ -10,6 +10,7 @@ import pytest
 
 import envs
 from actors import ActorPool, SerialPool, actor_seed
+from actors.worker import part_seed
 
 
 def policy(obs: np.ndarray) -> np.ndarray:
@@ -64,23 +65,48 @@ def test_sync_pool_matches_per_actor_references() -> None:
 
 
 def test_async_groups_come_in_turn_with_their_env_ids() -> None:
+    """Every actor steps a part of every group: group g = part g of each actor."""
     seed, num_actors, per_actor = 2, 4, 2
-    refs = references(seed, num_actors, per_actor)
+    # parts[k][j]: actor k's part j (one env), seeded as the actor seeds it.
+    parts = [
+        [envs.make("cartpole", num_envs=1, seed=part_seed(actor_seed(seed, k), j)) for j in range(2)]
+        for k in range(num_actors)
+    ]
     with ActorPool("cartpole", 8, num_actors, 4, seed=seed) as pool:
         pool.async_reset(seed)
-        assert pool.num_groups == 2 and pool.batch_rows == 4
+        assert pool.num_groups == 2 and pool.batch_rows == 4 and pool.parts_per_actor == 2
         for step in range(60):
             obs, rewards, _, truncations, _, env_ids = pool.recv()
             g = step % 2
-            np.testing.assert_array_equal(env_ids, np.arange(4 * g, 4 * g + 4))
+            np.testing.assert_array_equal(env_ids, [k * per_actor + g for k in range(num_actors)])
+            mine = [parts[k][g] for k in range(num_actors)]
+            np.testing.assert_array_equal(obs, np.concatenate([r.observations for r in mine]))
+            np.testing.assert_array_equal(rewards, np.concatenate([r.rewards for r in mine]))
+            np.testing.assert_array_equal(truncations, np.concatenate([r.truncations for r in mine]))
+            actions = policy(obs)
+            pool.send(actions)
+            for k, ref in enumerate(mine):
+                ref.step(actions[k:k + 1])
+
+
+def test_groups_of_whole_actors_when_parts_do_not_divide() -> None:
+    seed, num_actors, per_actor = 3, 4, 3
+    refs = references(seed, num_actors, per_actor)
+    with ActorPool("cartpole", 12, num_actors, 6, seed=seed) as pool:
+        pool.async_reset(seed)
+        assert pool.num_groups == 2 and pool.parts_per_actor == 1  # 3 envs do not split in 2
+        for step in range(60):
+            obs, rewards, _, truncations, _, env_ids = pool.recv()
+            g = step % 2
+            np.testing.assert_array_equal(env_ids, np.arange(6 * g, 6 * g + 6))
             mine = refs[2 * g:2 * g + 2]
             np.testing.assert_array_equal(obs, np.concatenate([r.observations for r in mine]))
             np.testing.assert_array_equal(rewards, np.concatenate([r.rewards for r in mine]))
             np.testing.assert_array_equal(truncations, np.concatenate([r.truncations for r in mine]))
             actions = policy(obs)
             pool.send(actions)
-            mine[0].step(actions[:2])
-            mine[1].step(actions[2:])
+            mine[0].step(actions[:3])
+            mine[1].step(actions[3:])
 
 
 def test_reset_reproduces_the_run() -> None:
@@ -140,7 +166,8 @@ def test_socket_dir_is_private_and_everything_is_removed_on_close() -> None:
     [
         ({"num_envs": 10, "num_actors": 3, "batch_size": 10}, "num_actors"),
         ({"num_envs": 8, "num_actors": 4, "batch_size": 3}, "batch_size"),
-        ({"num_envs": 8, "num_actors": 2, "batch_size": 2}, "batch_size"),
+        ({"num_envs": 8, "num_actors": 2, "batch_size": 1}, "batch_size"),
+        ({"num_envs": 12, "num_actors": 2, "batch_size": 3}, "batch_size"),
         ({"num_envs": 0, "num_actors": 1, "batch_size": 1}, "num_envs"),
         ({"num_envs": 4, "num_actors": 2, "batch_size": 4, "timeout": 0}, "timeout"),
         ({"num_envs": 4, "num_actors": 2, "batch_size": 4, "cores": [10_000]}, "cores"),

@@ -1,9 +1,9 @@
 """Emulated envs through the multi-process ActorPool, step by step against the same envs in-process.
 
-Actor ``k`` seeds its slice with ``actor_seed(seed, k)``, so an in-process env
-built with that seed is the exact reference for the rows that actor steps: the
-pool must deliver the same observations, rewards, flags, masks and final
-observations, group by group.
+Actor ``k`` seeds part ``j`` of its envs with ``part_seed(actor_seed(seed, k), j)``,
+so an in-process env built with that seed is the exact reference for the rows that
+part steps: the pool must deliver the same observations, rewards, flags, masks and
+final observations, group by group.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from gymnasium import spaces
 import envs
 from actors import ActorPool
 from actors.pool import actor_seed
+from actors.worker import part_seed
 from envs.emulation.layout import PackedSpace
 
 SEED = 7
@@ -32,37 +33,53 @@ def random_actions(space: spaces.Space, rng: np.random.Generator, shape: tuple[i
 
 
 def check_pool(name: str, steps: int, num_envs: int = 4, seed: int = SEED, **params: Any) -> dict[str, int]:
-    """2 actors in 2 groups against 2 in-process references; returns what the run exercised."""
+    """2 actors in 2 groups against in-process references, one per actor part; returns what the run exercised.
+
+    With 2 envs per actor each group is one env of each actor; with 1, each group is one actor.
+    """
     seen = {"truncated": 0, "ended": 0, "padded": 0}
     per_actor = num_envs // 2
-    refs = [envs.make(name, num_envs=per_actor, seed=actor_seed(seed, k), **params) for k in range(2)]
-    with ActorPool(name, num_envs=num_envs, num_actors=2, batch_size=per_actor, seed=seed,
+    with ActorPool(name, num_envs=num_envs, num_actors=2, batch_size=num_envs // 2, seed=seed,
                    timeout=30.0, **params) as pool:
+        parts = pool.parts_per_actor
+        size = per_actor // parts
+
+        def part(k: int, j: int) -> Any:
+            return envs.make(name, num_envs=size, seed=part_seed(actor_seed(seed, k), j), **params)
+
+        # groups[g]: (env index of the part's first env, its reference) in the group's row order.
+        if parts == 2:
+            groups = [[(k * per_actor + g * size, part(k, g)) for k in range(2)] for g in range(2)]
+        else:
+            groups = [[(g * per_actor, part(g, 0))] for g in range(2)]
+        refs = [ref for members in groups for _, ref in members]
+        ape = refs[0].num_agents // size  # agents per env
         assert pool.num_groups == 2
         assert pool.single_observation_space == refs[0].single_observation_space
-        assert pool.num_agents == num_envs * refs[0].num_agents // per_actor
-        for k, ref in enumerate(refs):
-            ref.reset(actor_seed(seed, k))
+        assert pool.num_agents == num_envs * ape
         pool.async_reset(seed)
         rng = np.random.default_rng(3)
         for _ in range(steps):
-            for k, ref in enumerate(refs):
+            for members in groups:
                 obs, rewards, terminals, truncations, masks, env_ids = pool.recv()
-                rows = ref.num_agents
-                np.testing.assert_array_equal(env_ids, np.arange(k * rows, (k + 1) * rows))
-                np.testing.assert_array_equal(obs, ref.observations)
-                np.testing.assert_array_equal(rewards, ref.rewards)
-                np.testing.assert_array_equal(terminals, ref.terminals)
-                np.testing.assert_array_equal(truncations, ref.truncations)
-                np.testing.assert_array_equal(masks, ref.masks)
+                want_ids = np.concatenate([np.arange(lo * ape, (lo + size) * ape) for lo, _ in members])
+                np.testing.assert_array_equal(env_ids, want_ids)
+                mine = [ref for _, ref in members]
+                for field, got in (("observations", obs), ("rewards", rewards), ("terminals", terminals),
+                                   ("truncations", truncations), ("masks", masks)):
+                    np.testing.assert_array_equal(got, np.concatenate([getattr(r, field) for r in mine]))
                 cut = np.flatnonzero(truncations)
-                np.testing.assert_array_equal(pool.final_observations[cut], ref.final_observations[cut])
+                want_final = np.concatenate([r.final_observations for r in mine])
+                np.testing.assert_array_equal(pool.final_observations[cut], want_final[cut])
                 seen["truncated"] += len(cut)
                 seen["ended"] += int(np.sum(terminals | truncations))
                 seen["padded"] += int(np.sum(~masks.astype(bool)))
-                actions = random_actions(pool.single_action_space, rng, ref.actions.shape)
+                actions = random_actions(pool.single_action_space, rng, (len(env_ids), *refs[0].actions.shape[1:]))
                 pool.send(actions)
-                ref.step(actions)
+                rows = 0
+                for ref in mine:
+                    ref.step(actions[rows:rows + ref.num_agents])
+                    rows += ref.num_agents
         stats = pool.episode_stats()
         ref_episodes = sum(ref.episode_stats()["episodes"] for ref in refs)
         assert stats["episodes"] == ref_episodes

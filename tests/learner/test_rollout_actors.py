@@ -1,7 +1,8 @@
 """Training on the real multi-process ActorPool (2 actors, 2 groups), checked against a replay.
 
-Actor k of a pool reset with seed s steps exactly like ``SerialPool(env, n, actor_seed(s, k))``
-reset with that seed, so replaying the recorded actions of group k through such a pool must
+Group g of that pool is part g of each actor's envs, and part j of actor k of a pool reset
+with seed s steps exactly like ``SerialPool(env, n, part_seed(actor_seed(s, k), j))`` reset
+with that seed, so replaying the recorded actions of group g through such pools must
 reproduce the rollout's observations, rewards, flags and bootstrap values, row by row.
 """
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from actors import ActorPool, SerialPool, actor_seed
+from actors.worker import part_seed
 from learner import config as C
 from learner import ppo
 from learner.gae import compute_gae
@@ -33,12 +35,17 @@ def test_actor_pool_rollouts_match_a_serial_replay_per_group() -> None:
     cfg = _ppo_config()
     device = torch.device("cpu")
     pool = ActorPool("cartpole", num_envs=2 * PER_GROUP, num_actors=2, batch_size=PER_GROUP, seed=SEED, **PARAMS)
+    assert pool.parts_per_actor == 2
+    part = PER_GROUP // 2  # envs per actor part
+    # Group g: actor 0's part g, then actor 1's (actor k owns env ids [k * PER_GROUP, (k + 1) * PER_GROUP)).
+    group_ids = [np.concatenate([np.arange(k * PER_GROUP + g * part, k * PER_GROUP + (g + 1) * part)
+                                 for k in range(2)]) for g in range(2)]
     order: list[int] = []
     recv = pool.recv
 
     def recording_recv() -> tuple:
         batch = recv()
-        order.append(int(batch[5][0]) // PER_GROUP)
+        order.append(next(g for g in range(2) if np.array_equal(batch[5], group_ids[g])))
         return batch
 
     pool.recv = recording_recv  # type: ignore[method-assign]
@@ -76,18 +83,24 @@ def test_actor_pool_rollouts_match_a_serial_replay_per_group() -> None:
     replay_policy = Policy(pool.single_observation_space, pool.single_action_space, hidden=16)
     saw_trunc = saw_term = False
     for g in range(2):
-        rows = slice(g * PER_GROUP, (g + 1) * PER_GROUP)
-        with SerialPool("cartpole", PER_GROUP, seed=actor_seed(SEED, g), **PARAMS) as serial:
-            serial.async_reset(actor_seed(SEED, g))
-            obs, *_ = serial.recv()
+        rows = torch.from_numpy(group_ids[g])
+        serials = [SerialPool("cartpole", part, seed=part_seed(actor_seed(SEED, k), g), **PARAMS) for k in range(2)]
+        try:
+            for k, serial in enumerate(serials):
+                serial.async_reset(part_seed(actor_seed(SEED, k), g))
+            obs = np.concatenate([serial.recv()[0] for serial in serials])
             ended = np.zeros(PER_GROUP, dtype=bool)  # a reset reports no episode end
             for snap in snapshots:
                 replay_policy.load_state_dict(snap["policy"])
                 for t in range(T):
                     np.testing.assert_array_equal(snap["obs"][t, rows].numpy(), obs, err_msg=f"group {g} t {t}")
                     np.testing.assert_array_equal(snap["starts"][t, rows].numpy(), ended)
-                    serial.send(snap["actions"][t, rows].numpy().astype(np.int32))
-                    obs, rew, term, trunc, masks, _ = serial.recv()
+                    actions = snap["actions"][t, rows].numpy().astype(np.int32)
+                    for k, serial in enumerate(serials):
+                        serial.send(actions[k * part:(k + 1) * part])
+                    got = [serial.recv() for serial in serials]
+                    obs, rew, term, trunc, masks = (np.concatenate([b[i] for b in got]) for i in range(5))
+                    final_obs = np.concatenate([serial.final_observations for serial in serials])
                     ended = np.logical_or(term, trunc)
                     np.testing.assert_array_equal(snap["rewards"][t, rows].numpy(), rew)
                     np.testing.assert_array_equal(snap["terminals"][t, rows].numpy(), term.astype(bool))
@@ -97,7 +110,7 @@ def test_actor_pool_rollouts_match_a_serial_replay_per_group() -> None:
                     expected = np.zeros(PER_GROUP, dtype=np.float32)
                     if len(cut):
                         with torch.no_grad():
-                            final = torch.from_numpy(serial.final_observations[cut].copy())
+                            final = torch.from_numpy(final_obs[cut].copy())
                             expected[cut] = replay_policy.value(final, None, torch.zeros(len(cut), dtype=torch.bool))
                     torch.testing.assert_close(snap["final_values"][t, rows], torch.from_numpy(expected))
                     saw_trunc |= bool(len(cut))
@@ -105,6 +118,9 @@ def test_actor_pool_rollouts_match_a_serial_replay_per_group() -> None:
                 with torch.no_grad():  # bootstrap: V(observation after step T-1), by the pre-update policy
                     value = replay_policy.value(torch.from_numpy(obs.copy()), None, torch.from_numpy(ended))
                 torch.testing.assert_close(snap["next_values"][rows], value)
+        finally:
+            for serial in serials:
+                serial.close()
     assert saw_trunc and saw_term
 
 
