@@ -6,8 +6,9 @@ returns the groups in turn (round-robin, so a run is reproducible for a given la
 while the others step, and ``send`` writes the group's actions into the arena and
 rings its actors. With one group the pool is synchronous.
 
-How a group is made (:func:`plan_layout`): when an actor's envs divide evenly into the
-groups, every actor owns one *part* of every group (``num_groups`` env vectors per
+How a group is made (:func:`plan_layout`): for the C envs (``split``, see
+:func:`default_split`), when an actor's envs divide evenly into the groups, every actor
+owns one *part* of every group (``num_groups`` env vectors per
 actor). An actor then never waits for the caller: by the time it has stepped one part,
 the actions for the next are usually in its FIFO, so it goes on without sleeping, and
 no core idles while the caller handles a batch. Otherwise each group is a set of whole
@@ -55,6 +56,8 @@ from typing import Any
 import numpy as np
 import zmq
 
+import envs
+
 from .actions import ActionCheck
 from .arena import Arena, private_dir, sweep_stale
 from .worker import NATIVE_STATS, NATIVE_SUMMARY, ActorConfig, Part, main, make_env
@@ -97,12 +100,14 @@ def exit_status(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
-def plan_layout(num_envs: int, num_actors: int, batch_size: int) -> tuple[int, int, int]:
+def plan_layout(
+    num_envs: int, num_actors: int, batch_size: int, split: bool = True
+) -> tuple[int, int, int]:
     """Checks the layout; returns ``(envs_per_actor, parts_per_actor, actors_per_group)``.
 
-    Every actor takes a part of every group when its envs divide evenly into the
-    groups; otherwise a group is whole actors, so the batch must be a multiple of the
-    envs per actor.
+    With ``split``, every actor takes a part of every group when its envs divide evenly
+    into the groups; otherwise (or without ``split``, when whole actors fit) a group is
+    whole actors, so the batch must be a multiple of the envs per actor.
     """
     for name, value in (("num_envs", num_envs), ("num_actors", num_actors), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -115,14 +120,25 @@ def plan_layout(num_envs: int, num_actors: int, batch_size: int) -> tuple[int, i
     groups = num_envs // batch_size
     if groups > _MAX_GROUPS:
         raise ValueError(f"batch_size ({batch_size}) is too small: at most {_MAX_GROUPS} groups of envs in flight")
-    if per_actor % groups == 0:
+    whole = batch_size % per_actor == 0
+    if per_actor % groups == 0 and (split or not whole):
         return per_actor, groups, num_actors
-    if batch_size % per_actor == 0:
+    if whole:
         return per_actor, 1, batch_size // per_actor
     raise ValueError(
         f"batch_size ({batch_size}) must either be a multiple of the envs per actor ({per_actor}) "
         f"or split them evenly (num_envs / batch_size = {groups} groups must divide {per_actor})"
     )
+
+
+def default_split(env: str | Callable[..., Any]) -> bool:
+    """Split actors into parts for the C envs; keep whole vectors for the others.
+
+    A C env steps thousands of instances in tens of µs, so a part per group hides the
+    doorbell; an emulated env steps each instance in Python (or, like ALE's vector env,
+    spreads one vector over threads), so it gains more from one large vector per call.
+    """
+    return isinstance(env, str) and env in envs.native_names()
 
 
 def validate_layout(num_envs: int, num_actors: int, batch_size: int) -> int:
@@ -155,11 +171,14 @@ class ActorPool:
         cores: list[int] | None = None,
         restart: bool = False,
         timeout: float = 10.0,
+        split: bool | None = None,
         **params: Any,
     ) -> None:
         batch_size = num_envs if batch_size is None else batch_size
+        if split is None:
+            split = default_split(env)
         self.envs_per_actor, self.parts_per_actor, self.actors_per_group = plan_layout(
-            num_envs, num_actors, batch_size
+            num_envs, num_actors, batch_size, split
         )
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")

@@ -125,12 +125,6 @@ def main(cfg: ActorConfig) -> None:
     if cfg.core is not None:
         os.sched_setaffinity(0, {cfg.core})
     _batch_policy()
-    if os.environ.get("XBATCH"):
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-    if os.environ.get("XIDLE"):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    if os.environ.get("XNICE"):
-        os.nice(int(os.environ["XNICE"]))
     context = zmq.Context(1)
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.IDENTITY, cfg.identity)

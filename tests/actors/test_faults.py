@@ -92,7 +92,7 @@ def test_exception_in_actor_comes_with_its_traceback() -> None:
 @pytest.mark.parametrize("fault", ["sigkill", "segfault"])
 def test_restart_reseeds_marks_truncated_and_goes_on(fault: str) -> None:
     params = {"fault": fault, "fail_seed": actor_seed(SEED, 1), "fail_at": 4}
-    with ActorPool(FaultyCartPole, 8, 2, 4, seed=SEED, restart=True, **params) as pool:
+    with ActorPool(FaultyCartPole, 8, 2, 4, seed=SEED, restart=True, split=True, **params) as pool:
         assert pool.parts_per_actor == 2  # each group holds a part of actor 1's envs
         pool.async_reset(SEED)
         last: dict[int, np.ndarray] = {}

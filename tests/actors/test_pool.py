@@ -109,6 +109,20 @@ def test_groups_of_whole_actors_when_parts_do_not_divide() -> None:
             mine[1].step(actions[3:])
 
 
+def make_cartpole(**kwargs: object) -> envs.NativeEnv:
+    """A creator (as an emulated env would be given): picklable for the fork server."""
+    return envs.make("cartpole", **kwargs)
+
+
+def test_split_is_for_c_envs_and_can_be_chosen() -> None:
+    with ActorPool("cartpole", 8, 2, 4, seed=0, split=False) as pool:
+        assert pool.parts_per_actor == 1 and pool.actors_per_group == 1
+    with ActorPool(make_cartpole, 8, 2, 4, seed=0) as pool:
+        assert pool.parts_per_actor == 1  # a creator (an emulated env, say) keeps whole vectors
+    with ActorPool(make_cartpole, 8, 2, 2, seed=0) as pool:
+        assert pool.parts_per_actor == 4  # 2 whole actors cannot make 4 groups: parts it is
+
+
 def test_reset_reproduces_the_run() -> None:
     with ActorPool("cartpole", 8, 2, 4, seed=0) as pool:
         runs = []
@@ -143,6 +157,7 @@ def test_actors_are_pinned_round_robin() -> None:
     with ActorPool("cartpole", 6, 3, 6, seed=0) as pool:
         for k, pid in enumerate(pool.pids):
             assert os.sched_getaffinity(pid) == {cores[k % len(cores)]}
+            assert os.sched_getscheduler(pid) == os.SCHED_BATCH  # its wake-ups never preempt the caller
 
 
 def test_socket_dir_is_private_and_everything_is_removed_on_close() -> None:
