@@ -229,11 +229,7 @@ def _loop(cfg: ActorConfig, sock: zmq.Socket, parent: int, parts: list[Any], go:
             j = 0 if single else int.from_bytes(pending[1:3], "little")
             pending = pending[3:]
             steps[j]()
-            summary = stats[j]()
-            if summary.get("episodes"):
-                write(done, _summary([summary]))
-            else:
-                write(done, b"D")
+            write(done, _summary([stats[j]()]))
         elif op == b"R":
             seed = int.from_bytes(pending[1:9], "little")
             pending = pending[9:]
