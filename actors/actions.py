@@ -37,12 +37,15 @@ class ActionCheck:
         self._scalar = self.low is not None and self.low.ndim == 0
         if self._scalar:
             self._lo, self._hi = int(self.low), int(self.high)
+        self._unsigned: dict[np.dtype, np.dtype] = {}  # per integer dtype, for _out_of_range
 
     def _out_of_range(self, actions: np.ndarray) -> bool:
         """One reduction when the range starts at 0: viewed unsigned, negatives are huge."""
         if self._lo == 0:
-            unsigned = actions.view(np.dtype(f"u{actions.dtype.itemsize}"))
-            return bool(np.maximum.reduce(unsigned, axis=None) >= self._hi)
+            unsigned = self._unsigned.get(actions.dtype)
+            if unsigned is None:
+                unsigned = self._unsigned[actions.dtype] = np.dtype(f"u{actions.dtype.itemsize}")
+            return bool(np.maximum.reduce(actions.view(unsigned), axis=None) >= self._hi)
         return bool(
             np.minimum.reduce(actions, axis=None) < self._lo or np.maximum.reduce(actions, axis=None) >= self._hi
         )

@@ -250,8 +250,9 @@ class ActorPool:
             self._inbox = [b""] * num_actors  # a done message not yet read whole
             self._router_fd = self._router.getsockopt(zmq.FD)
             self._tracebacks: dict[int, str] = {}
-            self._stats_sum: dict[str, float] = {}
+            self._stats_sum: dict[str, float] = {}  # from JSON summaries
             self._episodes = 0
+            self._native_sums = [0, 0.0, 0.0, 0.0]  # from native summaries: episodes, then NATIVE_STATS sums
             for k in range(num_actors):
                 self._start(k, actor_seed(seed, k), restarted=False)
             self._wait(None, time.monotonic() + max(self.timeout, 30.0))
@@ -291,7 +292,7 @@ class ActorPool:
         for need in self._need:
             need[:] = self._sent
         self._next, self._held, self._reset_done = 0, None, True
-        self._stats_sum, self._episodes = {}, 0
+        self._reset_stats()
 
     def recv(self) -> tuple[np.ndarray, ...]:
         """Waits for the next group (in turn); returns views into the arena valid until ``send``."""
@@ -305,19 +306,33 @@ class ActorPool:
         return v["observations"], v["rewards"], v["terminals"], v["truncations"], v["masks"], env_ids
 
     def send(self, actions: np.ndarray) -> None:
-        """Checks ``actions`` for the group last received, writes them into the arena, wakes its actors."""
+        """Checks ``actions`` for the group last received, writes them into the arena, wakes its actors.
+
+        ``actions`` may be :attr:`actions` itself, written in place: it is checked, not copied.
+        """
         self._check_open()
         if self._held is None:
             raise RuntimeError("send() must follow recv()")
         g = self._held
         target = self._groups[g][0]["actions"]
-        np.copyto(target, self._check(actions), casting="unsafe")
+        if actions is target:
+            self._check(target)
+        else:
+            np.copyto(target, self._check(actions), casting="unsafe")
         need = self._need[g]
         for k, command in self._commands[g]:
             self._signal(k, command)
             need[k] = self._sent[k]
         self._held = None
         self._next = (g + 1) % self.num_groups
+
+    @property
+    def actions(self) -> np.ndarray:
+        """The arena's action rows of the group last received: a policy may write here, then
+        ``send(pool.actions)`` checks them in place instead of copying."""
+        if self._held is None:
+            raise RuntimeError("actions belong to a received batch: call recv() first")
+        return self._groups[self._held][0]["actions"]
 
     @property
     def final_observations(self) -> np.ndarray:
@@ -327,11 +342,20 @@ class ActorPool:
 
     def episode_stats(self) -> dict[str, float]:
         """Means over episodes finished since the last call, across all actors."""
-        out: dict[str, float] = {"episodes": self._episodes}
-        if self._episodes:
-            out.update({key: total / self._episodes for key, total in self._stats_sum.items()})
-        self._stats_sum, self._episodes = {}, 0
+        episodes, sums = self._episodes, dict(self._stats_sum)
+        native = self._native_sums
+        if native[0]:
+            episodes += native[0]
+            for key, total in zip(NATIVE_STATS, native[1:], strict=True):
+                sums[key] = sums.get(key, 0.0) + total
+        self._reset_stats()
+        out: dict[str, float] = {"episodes": episodes}
+        if episodes:
+            out.update({key: total / episodes for key, total in sums.items()})
         return out
+
+    def _reset_stats(self) -> None:
+        self._stats_sum, self._episodes, self._native_sums = {}, 0, [0, 0.0, 0.0, 0.0]
 
     def close(self) -> None:
         """Stops the actors and removes the arena and the socket directory; safe to call twice."""
@@ -495,7 +519,7 @@ class ActorPool:
             data = self._inbox[k] + os.read(fd, 65536)
         except BlockingIOError:
             return
-        got, size, sums = 0, NATIVE_SUMMARY.size, self._stats_sum
+        got, size, sums, native = 0, NATIVE_SUMMARY.size, self._stats_sum, self._native_sums
         while data:
             op = data[:1]
             if op == b"D":
@@ -503,11 +527,12 @@ class ActorPool:
             elif op == b"e":
                 if len(data) < size:
                     break  # the rest is still in the pipe
-                _, count, *means = NATIVE_SUMMARY.unpack_from(data)
+                _, count, ret, length, score = NATIVE_SUMMARY.unpack_from(data)
                 data = data[size:]
-                self._episodes += count
-                for key, mean in zip(NATIVE_STATS, means, strict=True):
-                    sums[key] = sums.get(key, 0.0) + mean * count
+                native[0] += count
+                native[1] += ret
+                native[2] += length
+                native[3] += score
             elif op == b"d":
                 if len(data) < 5 or len(data) < 5 + int.from_bytes(data[1:5], "little"):
                     break
@@ -546,14 +571,12 @@ class ActorPool:
         The one that answered last the previous time comes first: waiting on the slowest
         actor first means sleeping (and being woken) once per batch, not once per actor.
         """
-        got, order = self._got, self._order
-        if g is None:
-            sent = self._sent
-            return next((k for k in order if got[k] < sent[k]), None)
-        need = self._need[g]
-        if self.parts_per_actor == 1:
-            return next((k for k in self._group_actors(g) if got[k] < need[k]), None)
-        return next((k for k in order if got[k] < need[k]), None)
+        got = self._got
+        need = self._sent if g is None else self._need[g]
+        for k in self._order if g is None or self.parts_per_actor > 1 else self._group_actors(g):
+            if got[k] < need[k]:
+                return k
+        return None
 
     def _wait(self, g: int | None, deadline: float) -> None:
         """Blocks (no spinning) until group ``g`` (None: every actor) is answered; wakes on
@@ -567,18 +590,10 @@ class ActorPool:
         """
         router_fd, done_fds, ring, owing = self._router_fd, self._done_fds, self._ring, self._owing
         last = None
-        self._drain()
         while True:
             k = owing(g)
             if k is None:
-                # Even when the batch is complete, a zero-timeout poll sees any actor that died.
-                events = self._poller(None).poll(0)
-                exited = [fd for fd, _ in events if fd != router_fd]
-                if exited:
-                    self._check_alive(exited)
-                    continue
-                if events:
-                    self._drain()
+                # Complete. An actor that died after answering shows in the next wait.
                 if last is not None and self._order[0] != last:
                     self._order.remove(last)
                     self._order.insert(0, last)

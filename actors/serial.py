@@ -5,7 +5,9 @@ Every pool (this one and the multi-process ``ActorPool``) offers the same surfac
 - ``async_reset(seed)`` starts every env; ``recv()`` then returns the next ready
   batch as ``(obs, rewards, terminals, truncations, masks, env_ids)``, views
   valid until the next ``send``; ``env_ids`` are the global agent rows.
-- ``send(actions)`` hands actions for the batch last returned by ``recv``.
+- ``send(actions)`` hands actions for the batch last returned by ``recv``;
+  ``actions``, after ``recv``, is the batch's own action buffer: a policy may
+  write into it and send it, which skips a copy.
 - ``final_observations``: after ``recv``, the batch's last observations of
   truncated episodes (rows where ``truncations`` is set).
 - ``episode_stats()``: episode means since the last call, ``episodes`` their count.
@@ -50,8 +52,12 @@ class SerialPool:
     def send(self, actions: np.ndarray) -> None:
         if self._ready:
             raise RuntimeError("send() must follow recv()")
-        self.env.step(actions)
+        self.env.step(None if actions is self.env.actions else actions)
         self._ready = True
+
+    @property
+    def actions(self) -> np.ndarray:
+        return self.env.actions
 
     @property
     def final_observations(self) -> np.ndarray:

@@ -8,9 +8,9 @@ trip crosses both sides' I/O threads (100-200 µs wall); a pipe byte costs a few
   actions already in the arena, ``R<seed:8>`` reset every part, ``Q`` quit (end of
   file, once the pool closed it, also quits).
 - done FIFO, actor → pool, one message per command, in order: ``D``, or, when episodes
-  finished, ``e<episodes:4><return:8><length:8><score:8>`` (little-endian, the native
-  envs' statistics) or, for other statistics, ``d<length:4>`` + JSON
-  ``[episodes, {stat: mean}]``. The
+  finished, ``e<episodes:4><return:8><length:8><score:8>`` (little-endian: the native
+  envs' statistics, summed over those episodes) or, for other statistics,
+  ``d<length:4>`` + JSON ``[episodes, {stat: mean}]``. The
   summary rides the doorbell rather than ZeroMQ because with thousands of envs episodes
   end on nearly every step, and one ZeroMQ message per step cost a quarter of the rate.
 - ZeroMQ (DEALER → the pool's ROUTER, identity ``b"<actor>:<generation>"``), actor → pool,
@@ -19,7 +19,9 @@ trip crosses both sides' I/O threads (100-200 µs wall); a pipe byte costs a few
 No data crosses either channel. The actor never spins: it blocks in ``poll`` on the go
 FIFO with a short timeout and uses each timeout to check that its owner is still alive.
 With several parts, the next part's command is usually waiting when a step ends, so the
-actor reads it without sleeping.
+actor reads it without sleeping. For native envs the step loop (read, step, answer) runs
+in C with the GIL released (:func:`envs.native.serve_loop`); Python handles the other
+commands.
 
 An actor's envs come in ``parts`` (one vector each, in the arena rows the pool gave it);
 part ``j`` is seeded :func:`part_seed` ``(seed, j)``.
@@ -51,7 +53,7 @@ _PR_SET_PDEATHSIG = 1
 _MASK64 = (1 << 64) - 1
 _COMMAND_SIZE = {b"S": 3, b"R": 9, b"Q": 1}
 NATIVE_STATS = ("episode_return", "episode_length", "score")
-NATIVE_SUMMARY = struct.Struct("<cI3d")  # b"e", episodes, then the NATIVE_STATS means
+NATIVE_SUMMARY = struct.Struct("<cI3d")  # b"e", episodes, then the NATIVE_STATS sums
 
 
 def part_seed(seed: int, part: int) -> int:
@@ -170,8 +172,7 @@ def _serve(cfg: ActorConfig, sock: zmq.Socket, parent: int) -> None:
     # The pool holds both FIFOs open read-write before starting us, so neither open blocks.
     go = os.open(cfg.go_path, os.O_RDONLY | os.O_NONBLOCK)
     done = os.open(cfg.done_path, os.O_WRONLY | os.O_NONBLOCK)
-    os.set_blocking(go, True)
-    os.set_blocking(done, True)
+    os.set_blocking(done, True)  # go stays non-blocking: read only after poll, or by the C loop
     try:
         _loop(cfg, sock, parent, envs_, go, done)
     finally:
@@ -193,7 +194,7 @@ def _summary(stats: list[dict[str, float]]) -> bytes:
     if not count:
         return b"D"
     if len(sums) == len(NATIVE_STATS) and all(key in sums for key in NATIVE_STATS):
-        return NATIVE_SUMMARY.pack(b"e", count, *(sums[key] / count for key in NATIVE_STATS))
+        return NATIVE_SUMMARY.pack(b"e", count, *(sums[key] for key in NATIVE_STATS))
     payload = json.dumps([count, {key: total / count for key, total in sums.items()}]).encode()
     return b"d" + len(payload).to_bytes(4, "little") + payload
 
@@ -206,8 +207,19 @@ def _loop(cfg: ActorConfig, sock: zmq.Socket, parent: int, parts: list[Any], go:
     steps = [env.step for env in parts]
     stats = [env.episode_stats for env in parts]
     single = len(parts) == 1
+    # Native envs step in C: step commands never come back to Python, only the rest.
+    native = envs.serve_loop(parts)
     pending = b""
     while True:
+        if native is not None and not pending:
+            got = native(go, done, POLL_MS)
+            if got is None:  # quiet (or a signal): is the owner still there?
+                if _orphaned(parent, cfg.owner_pid):
+                    os._exit(0)
+                continue
+            if not got:  # end of file: the pool closed the doorbell (or died)
+                return
+            pending = got
         if not pending:
             if not wait(POLL_MS):
                 if _orphaned(parent, cfg.owner_pid):

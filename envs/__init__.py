@@ -1,6 +1,6 @@
 """Native C environments, emulated third-party envs, and the registry that makes them."""
 
-from .native import NativeEnv, param_defaults
+from .native import NativeEnv, param_defaults, serve_loop
 from .registry import PRESETS, buffer_spec, make, names, native_names
 
-__all__ = ["NativeEnv", "PRESETS", "buffer_spec", "make", "names", "native_names", "param_defaults"]
+__all__ = ["NativeEnv", "PRESETS", "buffer_spec", "make", "names", "native_names", "param_defaults", "serve_loop"]

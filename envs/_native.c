@@ -3,6 +3,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <errno.h>
+#include <poll.h>
+#include <unistd.h>
+
 #include "c/env.h"
 #include "c/cartpole.h"
 #include "c/grid.h"
@@ -376,9 +380,142 @@ static PyObject *mod_layout(PyObject *m, PyObject *args) {
     return layout_dict(&L);
 }
 
+/* ------------------------------------------------------------ actor loop */
+
+/* The hot loop of an actor process (actors/worker.py) stepping native envs, with the
+ * GIL released: no Python runs between steps. The wire format is the worker's:
+ *   go fd, in:   "S" + part (2 bytes, little-endian): step envs[part] with its actions
+ *   done fd, out: one answer per step: "D", or, when episodes ended, "e" + episodes
+ *                 (uint32) + the sums of episode_return, episode_length and score over
+ *                 them (3 float64), all little-endian and unpadded (29 bytes)
+ * Anything else (reset, quit, a part out of range) goes back to Python unread.
+ * go_fd must be non-blocking: the loop reads first (the next command is usually
+ * waiting) and sleeps in poll(timeout_ms) only when there is none.
+ * Returns None after timeout_ms without a command (or on a signal: the worker checks
+ * its parent and its signals, then calls again), b"" at end of file, else the unread
+ * bytes, starting with the first command it does not handle. */
+
+#define SERVE_BUF 8192
+#define SERVE_ANSWER 29
+
+static void put_le(unsigned char *p, uint64_t v, int n) {
+    for (int i = 0; i < n; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* The done message for the step just taken; clears the env's log. Returns its length. */
+static int take_answer(EnvObject *env, unsigned char *out) {
+    Log *log = (Log *)((char *)env->state + env->kind->log_offset);
+    if (log->episodes <= 0) {
+        out[0] = 'D';
+        return 1;
+    }
+    double sums[3] = {log->episode_return, log->episode_length, log->score};
+    out[0] = 'e';
+    put_le(out + 1, (uint64_t)log->episodes, 4);
+    for (int i = 0; i < 3; i++) {
+        uint64_t bits;
+        memcpy(&bits, &sums[i], 8);
+        put_le(out + 5 + 8 * i, bits, 8);
+    }
+    memset(log, 0, sizeof(Log));
+    return SERVE_ANSWER;
+}
+
+enum { SERVE_TIMEOUT, SERVE_EOF, SERVE_OTHER, SERVE_ERROR };
+
+static PyObject *mod_serve(PyObject *m, PyObject *args) {
+    PyObject *seq;
+    int go, done, timeout_ms;
+    if (!PyArg_ParseTuple(args, "Oiii", &seq, &go, &done, &timeout_ms)) return NULL;
+    unsigned char buf[SERVE_BUF];
+    size_t len = 0, pos = 0;
+    PyObject *fast = PySequence_Fast(seq, "serve: envs must be a sequence of native envs");
+    if (!fast) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    PyObject **items = PySequence_Fast_ITEMS(fast);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyObject_TypeCheck(items[i], &EnvType) || !((EnvObject *)items[i])->ready) {
+            Py_DECREF(fast);
+            return PyErr_Format(PyExc_TypeError, "serve: envs[%zd] is not an open native env", i);
+        }
+    }
+    int status, err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (;;) {
+        if (pos < len && buf[pos] != 'S') {
+            status = SERVE_OTHER;
+            break;
+        }
+        if (len - pos >= 3) {
+            Py_ssize_t part = buf[pos + 1] | (buf[pos + 2] << 8);
+            if (part >= n) {
+                status = SERVE_OTHER;
+                break;
+            }
+            pos += 3;
+            EnvObject *env = (EnvObject *)items[part];
+            env->kind->step(env->state);
+            unsigned char answer[SERVE_ANSWER];
+            int size = take_answer(env, answer);
+            ssize_t w;
+            do w = write(done, answer, (size_t)size); while (w < 0 && errno == EINTR);
+            if (w != size) {  /* a pipe write under PIPE_BUF is all or nothing */
+                err = w < 0 ? errno : EIO;
+                status = SERVE_ERROR;
+                break;
+            }
+            continue;
+        }
+        /* Need more bytes: keep the partial command and read. */
+        memmove(buf, buf + pos, len - pos);
+        len -= pos;
+        pos = 0;
+        ssize_t r = read(go, buf + len, SERVE_BUF - len);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd pfd = {go, POLLIN, 0};
+            int ready = poll(&pfd, 1, timeout_ms);
+            if (ready == 0 || (ready < 0 && errno == EINTR)) {
+                status = SERVE_TIMEOUT;  /* Python checks its parent (and signals), calls again */
+                break;
+            }
+            if (ready < 0) {
+                err = errno;
+                status = SERVE_ERROR;
+                break;
+            }
+            r = read(go, buf + len, SERVE_BUF - len);
+            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+        } else if (r < 0 && errno == EINTR) {
+            status = SERVE_TIMEOUT;
+            break;
+        }
+        if (r < 0) {
+            err = errno;
+            status = SERVE_ERROR;
+            break;
+        }
+        if (r == 0) {
+            status = SERVE_EOF;
+            break;
+        }
+        len += (size_t)r;
+    }
+    Py_END_ALLOW_THREADS
+    Py_DECREF(fast);
+    if (status == SERVE_ERROR) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (status == SERVE_TIMEOUT && pos == len) Py_RETURN_NONE;
+    if (status == SERVE_EOF && pos == len) return PyBytes_FromStringAndSize("", 0);
+    return PyBytes_FromStringAndSize((const char *)buf + pos, (Py_ssize_t)(len - pos));
+}
+
 static PyMethodDef module_methods[] = {
     {"kinds", mod_kinds, METH_NOARGS, "every native env with its params and extra buffers"},
     {"layout", mod_layout, METH_VARARGS, "layout(name, params): agents per env and spaces"},
+    {"serve", mod_serve, METH_VARARGS,
+     "serve(envs, go_fd, done_fd, timeout_ms): an actor's step loop (actors.worker)"},
     {NULL},
 };
 

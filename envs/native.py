@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gymnasium
@@ -138,6 +138,28 @@ class NativeEnv:
 
     def __repr__(self) -> str:
         return f"NativeEnv({self.name!r}, num_envs={self.num_envs}, num_agents={self.num_agents})"
+
+
+def serve_loop(envs: Sequence[Any]) -> Callable[[int, int, int], bytes | None] | None:
+    """An actor's step loop over these envs, run in C with the GIL released.
+
+    ``loop(go_fd, done_fd, timeout_ms)`` answers ``S<part>`` commands from the
+    non-blocking ``go_fd`` on ``done_fd`` until it meets another command (returned
+    unread, with what follows), end of file (``b""``) or ``timeout_ms`` without one
+    (``None``). The wire format is :mod:`actors.worker`'s. None when some env is not a
+    :class:`NativeEnv` stepping as it does (a subclass overriding ``step`` or
+    ``episode_stats`` runs its Python).
+    """
+    plain = all(
+        isinstance(env, NativeEnv)
+        and type(env).step is NativeEnv.step
+        and type(env).episode_stats is NativeEnv.episode_stats
+        for env in envs
+    )
+    if not plain:
+        return None
+    engines = [env._env for env in envs]
+    return lambda go, done, timeout_ms: _native.serve(engines, go, done, timeout_ms)
 
 
 def _bound(value: float, dtype: type) -> Any:

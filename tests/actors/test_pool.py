@@ -223,3 +223,34 @@ def test_calls_out_of_order_are_refused() -> None:
         pool.send(np.zeros(4, np.int32))
         with pytest.raises(RuntimeError, match="recv"):
             pool.send(np.zeros(4, np.int32))
+
+
+def test_actions_written_in_place_are_checked_not_copied() -> None:
+    with ActorPool("cartpole", 8, 2, 4, seed=3) as pool, ActorPool("cartpole", 8, 2, 4, seed=3) as ref:
+        with pytest.raises(RuntimeError, match="recv"):
+            pool.actions  # noqa: B018 - no batch held yet
+        pool.async_reset(3)
+        ref.async_reset(3)
+        for _ in range(30):
+            got, want = pool.recv(), ref.recv()
+            np.testing.assert_array_equal(got[0], want[0])
+            assert np.shares_memory(pool.actions, pool.buffers["actions"])
+            pool.actions[...] = policy(got[0])
+            pool.send(pool.actions)
+            ref.send(policy(want[0]).astype(np.int64))  # copied (and cast) into the arena
+        pool.recv()
+        pool.actions[...] = [0, 1, 2, 0]
+        with pytest.raises(ValueError, match="out of range.*row 2"):
+            pool.send(pool.actions)
+
+
+def test_serial_pool_takes_its_own_action_buffer_too() -> None:
+    with SerialPool("cartpole", 4, seed=1) as pool, SerialPool("cartpole", 4, seed=1) as ref:
+        pool.async_reset(1)
+        ref.async_reset(1)
+        for _ in range(20):
+            obs, want = pool.recv()[0], ref.recv()[0]
+            np.testing.assert_array_equal(obs, want)
+            pool.actions[...] = policy(obs)
+            pool.send(pool.actions)
+            ref.send(policy(want))
