@@ -6,6 +6,13 @@ returns the groups in turn (round-robin, so a run is reproducible for a given la
 while the others step, and ``send`` writes the group's actions into the arena and
 rings its actors. With one group the pool is synchronous.
 
+With ``order="ready"``, ``recv`` instead returns whichever group in flight is ready
+(the longest-waiting one if several are), and a group is one part of one actor when
+the batch divides an actor's envs in two or more. Actors then never wait for each
+other: a core that runs slower (shared with the caller, or with a neighbour on a VM)
+costs only its own share. Runs no longer repeat exactly. Since ``recv`` may then never
+sleep, it looks for dead or silent actors every ``_AUDIT_S`` instead.
+
 How a group is made (:func:`plan_layout`): for the C envs (``split``, see
 :func:`default_split`), when an actor's envs divide evenly into the groups, every actor
 owns one *part* of every group (``num_groups`` env vectors per
@@ -67,6 +74,9 @@ _MASK64 = (1 << 64) - 1
 _NOBLOCK, _SNDMORE, _POLLIN, _EVENTS = int(zmq.NOBLOCK), int(zmq.SNDMORE), int(zmq.POLLIN), int(zmq.EVENTS)
 _GOLDEN = 0x9E3779B97F4A7C15
 _MAX_GROUPS = 0xFFFF  # a step command names its part in two bytes
+ORDERS = ("turn", "ready")  # recv: groups round-robin, or whichever is ready first
+_ALL = -1  # _poller key: every actor's done FIFO
+_AUDIT_S = 0.1  # order "ready": how often recv looks for dead or silent actors without sleeping
 
 
 class ActorError(RuntimeError):
@@ -101,13 +111,15 @@ def exit_status(exitcode: int | None) -> str:
 
 
 def plan_layout(
-    num_envs: int, num_actors: int, batch_size: int, split: bool = True
+    num_envs: int, num_actors: int, batch_size: int, split: bool = True, local: bool = False
 ) -> tuple[int, int, int]:
     """Checks the layout; returns ``(envs_per_actor, parts_per_actor, actors_per_group)``.
 
-    With ``split``, every actor takes a part of every group when its envs divide evenly
-    into the groups; otherwise (or without ``split``, when whole actors fit) a group is
-    whole actors, so the batch must be a multiple of the envs per actor.
+    With ``local``, when the batch divides an actor's envs into two or more parts, each
+    group is one part of one actor (so actors never wait for each other). With ``split``,
+    every actor takes a part of every group when its envs divide evenly into the groups.
+    Otherwise (or without either, when whole actors fit) a group is whole actors, so the
+    batch must be a multiple of the envs per actor.
     """
     for name, value in (("num_envs", num_envs), ("num_actors", num_actors), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -120,6 +132,8 @@ def plan_layout(
     groups = num_envs // batch_size
     if groups > _MAX_GROUPS:
         raise ValueError(f"batch_size ({batch_size}) is too small: at most {_MAX_GROUPS} groups of envs in flight")
+    if local and per_actor % batch_size == 0 and per_actor > batch_size:
+        return per_actor, per_actor // batch_size, 1
     whole = batch_size % per_actor == 0
     if per_actor % groups == 0 and (split or not whole):
         return per_actor, groups, num_actors
@@ -172,13 +186,17 @@ class ActorPool:
         restart: bool = False,
         timeout: float = 10.0,
         split: bool | None = None,
+        order: str = "turn",
         **params: Any,
     ) -> None:
         batch_size = num_envs if batch_size is None else batch_size
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
         if split is None:
             split = default_split(env)
+        self.order = order
         self.envs_per_actor, self.parts_per_actor, self.actors_per_group = plan_layout(
-            num_envs, num_actors, batch_size, split
+            num_envs, num_actors, batch_size, split, local=order == "ready"
         )
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
@@ -274,8 +292,12 @@ class ActorPool:
             for g in range(self.num_groups)
         ]
         self._check = ActionCheck(self.single_action_space, self._groups[0][0]["actions"].shape)
-        self._next = 0
+        self._next = 0  # order "turn": the group recv returns next
+        self._flight: list[int] = []  # order "ready": groups in flight, in the order they were sent
+        self._sent_at = [0.0] * self.num_groups  # order "ready": when each group was last sent
+        self._audit_at = 0.0  # order "ready": when recv next looks for dead or silent actors
         self._held: int | None = None
+        self._last = 0  # the group last received
         self._reset_done = False
         self._failure: ActorError | None = None
 
@@ -292,16 +314,23 @@ class ActorPool:
         for need in self._need:
             need[:] = self._sent
         self._next, self._held, self._reset_done = 0, None, True
+        self._flight = list(range(self.num_groups))
+        self._sent_at = [time.monotonic()] * self.num_groups
         self._reset_stats()
 
     def recv(self) -> tuple[np.ndarray, ...]:
-        """Waits for the next group (in turn); returns views into the arena valid until ``send``."""
+        """Waits for the next group (in turn, or with order "ready" whichever is ready first);
+        returns views into the arena valid until ``send``."""
         self._check_open()
         if not self._reset_done or self._held is not None:
             raise RuntimeError("recv() needs async_reset() first, then one send() per recv()")
-        g = self._next
-        self._wait(g, time.monotonic() + self.timeout)
-        self._held = g
+        deadline = time.monotonic() + self.timeout
+        if self.order == "ready":
+            g = self._first_ready(deadline)
+        else:
+            g = self._next
+            self._wait(g, deadline)
+        self._held = self._last = g
         v, env_ids = self._groups[g]
         return v["observations"], v["rewards"], v["terminals"], v["truncations"], v["masks"], env_ids
 
@@ -325,6 +354,9 @@ class ActorPool:
             need[k] = self._sent[k]
         self._held = None
         self._next = (g + 1) % self.num_groups
+        if self.order == "ready":
+            self._flight.append(g)
+            self._sent_at[g] = time.monotonic()
 
     @property
     def actions(self) -> np.ndarray:
@@ -337,8 +369,7 @@ class ActorPool:
     @property
     def final_observations(self) -> np.ndarray:
         """The last received group's final observations (meaningful where ``truncations`` is set)."""
-        g = self._held if self._held is not None else (self._next - 1) % self.num_groups
-        return self._groups[g][0]["final_observations"]
+        return self._groups[self._last][0]["final_observations"]
 
     def episode_stats(self) -> dict[str, float]:
         """Means over episodes finished since the last call, across all actors."""
@@ -406,14 +437,22 @@ class ActorPool:
     # ---- machinery -----------------------------------------------------------
 
     def _group_actors(self, g: int) -> range:
-        if self.parts_per_actor > 1:
-            return range(self.num_actors)  # every actor has a part of every group
-        return range(g * self.actors_per_group, (g + 1) * self.actors_per_group)
+        per_group = self.actors_per_group
+        if self.parts_per_actor == 1:
+            return range(g * per_group, (g + 1) * per_group)  # whole actors
+        if per_group == 1:
+            return range(g % self.num_actors, g % self.num_actors + 1)  # one part of one actor
+        return range(self.num_actors)  # every actor has a part of every group
 
     def _members(self, g: int) -> list[tuple[int, int, tuple[int, int], tuple[int, int]]]:
         """Group ``g``'s ``(actor, part, env ids [lo, hi), arena rows [lo, hi))``, in arena order."""
         size = self.envs_per_actor // self.parts_per_actor
-        part = g if self.parts_per_actor > 1 else 0
+        if self.parts_per_actor == 1:
+            part = 0
+        elif self.actors_per_group == 1:
+            part = g // self.num_actors  # groups take turns over the actors, then the parts
+        else:
+            part = g
         out, row = [], g * self.batch_size
         for k in self._group_actors(g):
             env_lo = k * self.envs_per_actor + part * size
@@ -573,7 +612,8 @@ class ActorPool:
         """
         got = self._got
         need = self._sent if g is None else self._need[g]
-        for k in self._order if g is None or self.parts_per_actor > 1 else self._group_actors(g):
+        spans_all = g is None or (self.parts_per_actor > 1 and self.actors_per_group > 1)
+        for k in self._order if spans_all else self._group_actors(g):
             if got[k] < need[k]:
                 return k
         return None
@@ -616,13 +656,60 @@ class ActorPool:
             if exited or not events:
                 self._check_alive(exited)  # an actor exited, or a quiet quarter second passed
 
+    def _first_ready(self, deadline: float) -> int:
+        """Order "ready": the group in flight longest of those answered, waiting for one if none is."""
+        flight, owing, ring, router_fd = self._flight, self._owing, self._ring, self._router_fd
+        while True:
+            now = time.monotonic()
+            if now >= self._audit_at:
+                self._audit(now)
+            for i, g in enumerate(flight):
+                if owing(g) is None:
+                    del flight[i]
+                    return g
+            remaining = deadline - now
+            if remaining <= 0:
+                k = owing(flight[0])
+                self._failure = ActorError(k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)")
+                raise self._failure
+            events = self._poller(_ALL).poll(min(remaining, 0.25))
+            exited = []
+            for fd, _ in events:
+                if fd in self._actor_of_done:
+                    ring(fd)
+                elif fd == router_fd:
+                    self._drain()
+                else:
+                    exited.append(fd)
+            if exited or not events:
+                self._check_alive(exited)
+
+    def _audit(self, now: float) -> None:
+        """Order "ready": deaths and hangs must show even while other groups keep coming, so
+        every ``_AUDIT_S`` a zero-timeout poll looks at the pidfds, and the group in flight
+        longest must not have waited more than the timeout."""
+        self._audit_at = now + _AUDIT_S
+        events = self._poller(None).poll(0)
+        exited = [fd for fd, _ in events if fd != self._router_fd]
+        if len(exited) < len(events):
+            self._drain()
+        if exited:
+            self._check_alive(exited)
+        if self._flight and now - self._sent_at[self._flight[0]] > self.timeout:
+            k = self._owing(self._flight[0])
+            if k is not None:
+                self._failure = ActorError(k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)")
+                raise self._failure
+
     def _poller(self, k: int | None) -> Any:
-        """epoll over actor ``k``'s done FIFO (none for None), the router's FD and every pidfd."""
+        """epoll over actor ``k``'s done FIFO (none for None, all for ``_ALL``), the router's FD
+        and every pidfd."""
         epoll = self._poll_cache.get(k)
         if epoll is None:
             epoll = self._poll_cache[k] = select.epoll()
             epoll.register(self._router_fd, select.EPOLLIN)
-            for fd in (*self._exit_fds, *([self._done_fds[k]] if k is not None else [])):
+            done = self._done_fds if k == _ALL else [self._done_fds[k]] if k is not None else []
+            for fd in (*self._exit_fds, *done):
                 epoll.register(fd, select.EPOLLIN)
         return epoll
 

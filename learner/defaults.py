@@ -67,7 +67,7 @@ def generic_config(env: str) -> dict[str, Any]:
         total = 10_000_000
     return {
         "env": {"name": env, "num_envs": 8, "params": {}},
-        "pool": {"kind": "serial", "num_actors": 2, "batch_size": 0},
+        "pool": {"kind": "serial", "num_actors": 2, "batch_size": 0, "order": "turn"},
         "ppo": ppo,
         "policy": {"kind": "auto", "hidden": 512 if image else 64, "lstm": False, "lstm_hidden": 64},
         "train": {"total_steps": total, **TRAIN},

@@ -31,19 +31,32 @@ def rank_cores(local_rank: int, local_world: int, allowed: list[int]) -> list[in
     return cores[start : start + share + (local_rank < extra)]
 
 
+def pool_order(config: dict[str, Any]) -> str:
+    """``[pool] order``: "turn" (groups round-robin: a run repeats exactly) or "ready"
+    (whichever group is ready first: actors never wait for each other, runs do not repeat)."""
+    from actors.pool import ORDERS
+
+    order = config.get("pool", {}).get("order", "turn")
+    if order not in ORDERS:
+        raise ValueError(f"pool.order must be one of {', '.join(ORDERS)}, got {order!r}")
+    return order
+
+
 def actor_layout(config: dict[str, Any], cores: int | None = None) -> tuple[int, int]:
     """``(num_actors, batch_size)`` for ``[pool] kind = "actors"``.
 
     Precedence, per value: a value the config pins (``num_actors`` or
     ``batch_size`` > 0, from the file or ``--set``) wins; else the layout that
     ``appliance bench actors --autotune`` saved for this env and core count
-    (``actors.autotune.load``); else one actor per core and two groups.
+    (``actors.autotune.load``); else one actor per core and two groups (in order
+    "ready", two groups per actor: each actor's envs in two parts).
     ``num_envs`` always stays the config's (it is a learning hyperparameter):
     from a saved layout only the actor count and the number of groups
     (``num_envs / batch_size``) are taken, and only where they divide it.
     """
     env, pool = config["env"], config.get("pool", {})
     num_envs = int(env["num_envs"])
+    local = pool_order(config) == "ready"
     actors, batch = int(pool.get("num_actors", 0) or 0), int(pool.get("batch_size", 0) or 0)
     for name, value in (("pool.num_actors", actors), ("pool.batch_size", batch)):
         if value < 0:
@@ -63,12 +76,15 @@ def actor_layout(config: dict[str, Any], cores: int | None = None) -> tuple[int,
     if not batch:
         from actors.pool import plan_layout
 
-        groups = max(1, saved["num_envs"] // saved["batch_size"]) if saved is not None else 2
+        if saved is not None:
+            groups = max(1, saved["num_envs"] // saved["batch_size"])
+        else:  # two batches in flight per actor: in order "ready" each actor's envs make two groups
+            groups = 2 * actors if local else 2
         for g in (groups, 1):
             if num_envs % g:
                 continue
             try:
-                plan_layout(num_envs, actors, num_envs // g)
+                plan_layout(num_envs, actors, num_envs // g, local=local)
             except ValueError:
                 continue
             batch = num_envs // g
@@ -112,6 +128,7 @@ def make_pool(config: dict[str, Any], rank: int = 0) -> Any:
             batch_size=batch,
             seed=seed,
             cores=cores,
+            order=pool_order(config),
             **params,
         )
     raise ValueError(f"pool.kind must be one of {', '.join(POOL_KINDS)}, got {kind!r}")

@@ -4,7 +4,9 @@ Entries: the raw C loop on one core and on every core at once (one pinned proces
 core, the pool's envs per actor each: the pool's true ceiling on these cores, since
 cores share caches and memory bandwidth); the pool with a no-op policy (constant
 actions, recv/send loop) for 1..cores actors and for 4x more actors than cores, both
-with the same total envs and with the same envs per actor; and, when installed,
+with the same total envs and with the same envs per actor; the pool in order "ready"
+(a group is one part of one actor, recv takes whichever is ready first, so actors never
+wait for each other) with as many actors as cores and with 4x more; and, when installed,
 EnvPool's and Gymnasium AsyncVectorEnv's CartPole-v1 (the peers of the design
 targets). ``--autotune`` measures candidate layouts and saves the fastest.
 
@@ -139,8 +141,8 @@ class _RawCores:
 class _PoolLoop:
     """The pool with a no-op policy; its CPU counts the caller and every actor process."""
 
-    def __init__(self, env: str, layout: dict[str, int]) -> None:
-        self.loop = autotune.PoolLoop(env, layout)
+    def __init__(self, env: str, layout: dict[str, int], **params: Any) -> None:
+        self.loop = autotune.PoolLoop(env, layout, **params)
         self.procs = [psutil.Process(os.getpid())] + [psutil.Process(p) for p in self.loop.pool.pids]
 
     def _cpu(self) -> float:
@@ -194,10 +196,15 @@ def _importable(name: str) -> bool:
     return True
 
 
-def _pool_layout(num_envs: int, actors: int) -> dict[str, int]:
+def _pool_layout(num_envs: int, actors: int) -> dict[str, Any]:
     # Two groups (each actor's envs in two parts) when they split evenly, else synchronous.
     batch = num_envs // 2 if (num_envs // actors) % 2 == 0 else num_envs
-    return {"num_envs": num_envs, "num_actors": actors, "batch_size": batch}
+    return {"num_envs": num_envs, "num_actors": actors, "batch_size": batch, "order": "turn"}
+
+
+def _ready_layout(num_envs: int, actors: int, batch: int) -> dict[str, Any]:
+    # Order "ready": a group is one part of one actor (two parts each) or whole actors.
+    return {"num_envs": num_envs, "num_actors": actors, "batch_size": batch, "order": "ready"}
 
 
 def run(env: str, seconds: float, runs: int, json_path: str | None, console: Console,
@@ -220,7 +227,13 @@ def run(env: str, seconds: float, runs: int, json_path: str | None, console: Con
     layouts = [(f"pool, {actors} actors", _pool_layout(num_envs, actors)) for actors in range(1, cores + 1)]
     layouts.append((f"pool, {crowded} actors", _pool_layout(num_envs, crowded)))
     layouts.append((f"pool, {crowded} actors, {per_core} envs each", _pool_layout(per_core * crowded, crowded)))
-    entries += [(name, lay, lambda lay=lay: _PoolLoop(env, lay)) for name, lay in layouts]
+    ready_batch = max(1, per_core // 2)
+    layouts.append((f"pool, {cores} actors, order ready", _ready_layout(num_envs, cores, ready_batch)))
+    layouts.append((f"pool, {crowded} actors, order ready", _ready_layout(num_envs, crowded, ready_batch)))
+    entries += [
+        (name, lay, lambda lay=lay: _PoolLoop(env, {k: lay[k] for k in autotune.LAYOUT_KEYS}, order=lay["order"]))
+        for name, lay in layouts
+    ]
     records = []
     with progress(console) as bar:
         tasks = [bar.add_task(name, total=runs) for name, _, _ in entries]
@@ -269,19 +282,26 @@ def _print_ratios(records: list[dict], cores: int, per_core: int, console: Conso
     by_name = {r["name"]: r for r in records}
     rate = {name: r["steps_per_second"] for name, r in by_name.items()}
     raw, pool = by_name["raw C loop, 1 core"], by_name[f"pool, {cores} actors"]
+    ready = by_name[f"pool, {cores} actors, order ready"]
     together = by_name[f"raw C loop, {cores} cores at once"]
     crowded = 4 * cores
-    lines = [
-        f"pool ({cores} actors) / raw C loop on the same {cores} cores at once: "
-        f"{pool['steps_per_second'] / together['steps_per_second']:.2f} (target >= 0.90)",
+    lines = []
+    for label, entry in (("", pool), (", order ready", ready)):
+        lines += [
+            f"pool ({cores} actors{label}) / raw C loop on the same {cores} cores at once: "
+            f"{entry['steps_per_second'] / together['steps_per_second']:.2f} (target >= 0.90)",
+            f"CPU per agent-step, raw C loop on {cores} cores / pool ({cores} actors{label}): "
+            f"{together['cpu_ns_per_step'] / entry['cpu_ns_per_step']:.2f}",
+        ]
+    lines += [
         f"pool ({cores} actors) / (raw C loop, 1 core) x {cores}: "
         f"{pool['steps_per_second'] / (raw['steps_per_second'] * cores):.2f}",
-        f"CPU per agent-step, raw C loop on {cores} cores / pool ({cores} actors): "
-        f"{together['cpu_ns_per_step'] / pool['cpu_ns_per_step']:.2f}",
         f"pool ({crowded} actors) / pool ({cores} actors), same envs: "
         f"{rate[f'pool, {crowded} actors'] / pool['steps_per_second']:.2f} (target >= 0.70)",
         f"pool ({crowded} actors) / pool ({cores} actors), same envs per actor: "
         f"{rate[f'pool, {crowded} actors, {per_core} envs each'] / pool['steps_per_second']:.2f}",
+        f"pool ({crowded} actors, order ready) / pool ({cores} actors, order ready), same envs: "
+        f"{rate[f'pool, {crowded} actors, order ready'] / ready['steps_per_second']:.2f} (target >= 0.70)",
     ]
     for name, value in rate.items():
         if name.startswith(("envpool", "gymnasium")):

@@ -12,7 +12,9 @@ from typing import Any
 
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
-LAYOUT_KEYS = ("agents", "num_envs", "num_actors", "batch_size", "preset", "pool", "metrics", "ranks", "device")
+LAYOUT_KEYS = (
+    "agents", "num_envs", "num_actors", "batch_size", "order", "preset", "pool", "metrics", "ranks", "device",
+)
 
 
 def load(paths: list[str]) -> list[dict[str, Any]]:

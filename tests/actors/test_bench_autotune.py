@@ -34,9 +34,12 @@ def test_bench_actors_writes_medians_and_layouts(tmp_path: Path) -> None:
     own = [r for r in records if r["name"].startswith(("raw", "pool"))]
     assert all(r["cpu_ns_per_step"] > 0 for r in own)
     per_core, cores = records[0]["num_envs"], records[0]["cores"]
-    crowded = [r["num_envs"] for r in own if r["num_actors"] == 4 * cores]
+    crowded = [r["num_envs"] for r in own if r["num_actors"] == 4 * cores and r["order"] == "turn"]
     # 4x the actors twice: the same total envs, and the same envs per actor as one actor per core.
     assert sorted(crowded) == [per_core * cores, per_core * 4 * cores]
+    # Order "ready", one actor per core and 4x: same envs, batches of half an actor's envs.
+    ready = sorted((r["num_actors"], r["num_envs"], r["batch_size"]) for r in own if r.get("order") == "ready")
+    assert ready == [(cores, per_core * cores, per_core // 2), (4 * cores, per_core * cores, per_core // 2)]
 
 
 def test_autotune_saves_the_fastest_layout_for_load(tmp_path: Path, private_cache: Path) -> None:

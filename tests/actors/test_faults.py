@@ -4,6 +4,7 @@ a parent killed with SIGKILL or interrupted with Ctrl-C, and a crashed run's lef
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import os
 import signal
@@ -41,6 +42,8 @@ class FaultyCartPole(NativeEnv):
                 ctypes.string_at(0)
             elif self.fault == "raise":
                 raise RuntimeError("boom inside the env")
+            elif self.fault == "hang":
+                time.sleep(30)
         super().step(actions)
 
 
@@ -135,6 +138,53 @@ def test_restart_with_groups_of_whole_actors() -> None:
                 last = obs.copy()
             pool.send(np.zeros(2, np.int32))
         assert pool.restarts == 1
+
+
+def test_restart_in_ready_order() -> None:
+    with ActorPool("cartpole", 8, 2, 2, seed=SEED, restart=True, order="ready") as pool:
+        assert pool.actors_per_group == 1 and pool.parts_per_actor == 2  # group: one part of one actor
+        pool.async_reset(SEED)
+        fresh: set[int] = set()  # actor 1's parts seen since the restart
+        end = time.monotonic() + 3.0
+        for step in itertools.count():
+            if fresh == {4, 6} or time.monotonic() > end:
+                break
+            _, _, terminals, truncations, _, env_ids = pool.recv()
+            if step == 6:
+                os.kill(pool.pids[1], signal.SIGKILL)
+            if pool.restarts and env_ids[0] >= 4 and env_ids[0] not in fresh:
+                fresh.add(int(env_ids[0]))  # the first batch of this part after the restart
+                assert truncations.all() and not terminals.any()
+            pool.send(np.zeros(2, np.int32))
+        assert pool.restarts == 1 and fresh == {4, 6}
+
+
+def test_ready_order_reports_a_killed_actor_within_a_second() -> None:
+    with ActorPool("cartpole", 8, 2, 2, seed=SEED, order="ready") as pool:
+        pool.async_reset(SEED)
+        pool.recv()
+        os.kill(pool.pids[0], signal.SIGKILL)
+        killed = time.monotonic()
+        with pytest.raises(ActorError) as info:
+            while time.monotonic() - killed < 1.0:  # the other actor's batches may still come
+                pool.send(np.zeros(2, np.int32))
+                pool.recv()
+        assert time.monotonic() - killed < 1.0
+        assert "actor 0 (envs 0:4) killed by SIGKILL" in str(info.value)
+
+
+@pytest.mark.parametrize("order", ["turn", "ready"])
+def test_a_silent_actor_is_reported_after_the_timeout(order: str) -> None:
+    params = {"fault": "hang", "fail_seed": actor_seed(SEED, 1)}
+    with ActorPool(FaultyCartPole, 8, 2, 2, seed=SEED, timeout=0.5, order=order, **params) as pool:
+        pool.async_reset(SEED)
+        start = time.monotonic()
+        with pytest.raises(ActorError) as info:
+            while time.monotonic() - start < 5.0:  # in order "ready", actor 0's batches keep coming
+                pool.recv()
+                pool.send(np.zeros(2, np.int32))
+        assert time.monotonic() - start < 2.0
+        assert "actor 1 (envs 4:8) sent nothing for 0.5 s (still running)" in str(info.value)
 
 
 PARENT = textwrap.dedent(

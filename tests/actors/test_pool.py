@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 
 import numpy as np
 import pytest
@@ -254,3 +255,64 @@ def test_serial_pool_takes_its_own_action_buffer_too() -> None:
             pool.actions[...] = policy(obs)
             pool.send(pool.actions)
             ref.send(policy(want))
+
+
+class SlowCartPole(envs.NativeEnv):
+    """CartPole whose envs seeded ``slow_seed`` take ``delay`` seconds per step."""
+
+    def __init__(self, num_envs: int, seed: int, buffers: object, slow_seed: int = -1, delay: float = 0.0) -> None:
+        super().__init__("cartpole", num_envs=num_envs, seed=seed, buffers=buffers)
+        self.delay = delay if seed == slow_seed else 0.0
+
+    def step(self, actions: np.ndarray | None = None) -> None:
+        time.sleep(self.delay)
+        super().step(actions)
+
+
+def test_ready_order_groups_are_actor_parts_stepping_like_their_references() -> None:
+    seed, num_actors, per_actor, batch = 4, 2, 6, 2
+    with ActorPool("cartpole", num_actors * per_actor, num_actors, batch, seed=seed, order="ready") as pool:
+        assert (pool.parts_per_actor, pool.actors_per_group, pool.num_groups) == (3, 1, 6)
+        # Group g is part g // 2 of actor g % 2: two contiguous env ids of one actor.
+        refs = {}
+        for g in range(pool.num_groups):
+            k, j = g % num_actors, g // num_actors
+            ids = tuple(range(k * per_actor + j * batch, k * per_actor + (j + 1) * batch))
+            refs[ids] = envs.make("cartpole", num_envs=batch, seed=part_seed(actor_seed(seed, k), j))
+        pool.async_reset(seed)
+        seen: dict[tuple, int] = {}
+        for _ in range(120):
+            obs, rewards, terminals, truncations, _, env_ids = pool.recv()
+            ref = refs[tuple(env_ids)]
+            seen[tuple(env_ids)] = seen.get(tuple(env_ids), 0) + 1
+            np.testing.assert_array_equal(obs, ref.observations)
+            np.testing.assert_array_equal(rewards, ref.rewards)
+            np.testing.assert_array_equal(terminals, ref.terminals)
+            np.testing.assert_array_equal(truncations, ref.truncations)
+            np.testing.assert_array_equal(pool.final_observations[truncations], ref.final_observations[truncations])
+            actions = policy(obs)
+            pool.send(actions)
+            ref.step(actions)
+        assert set(seen) == set(refs)  # no group starves
+
+
+def test_ready_order_lets_fast_actors_go_on_without_the_slow_one() -> None:
+    seed = 6
+    slow = {"slow_seed": actor_seed(seed, 1), "delay": 0.02}  # actor 1's first part: 20 ms a step
+    counts = {}
+    for order in ("turn", "ready"):
+        with ActorPool(SlowCartPole, 8, 2, 2, seed=seed, order=order, split=True, **slow) as pool:
+            pool.async_reset(seed)
+            fast = 0
+            for _ in range(40):
+                env_ids = pool.recv()[5]
+                fast += int(not (env_ids >= 4).any())  # a batch without actor 1's envs
+                pool.send(np.zeros(2, np.int32))
+            counts[order] = fast
+    assert counts["turn"] == 0  # in turn, every group holds a part of each actor: all wait for actor 1
+    assert counts["ready"] >= 30  # actor 0's parts keep coming while actor 1 sleeps
+
+
+def test_unknown_order_is_rejected() -> None:
+    with pytest.raises(ValueError, match="order must be one of turn, ready, got 'fifo'"):
+        ActorPool("cartpole", 4, 2, 2, order="fifo")

@@ -159,3 +159,29 @@ def test_make_pool_gives_each_rank_its_own_actor_seeds() -> None:
             first.append(pool.recv()[0].copy())
             pool.send(np.zeros(PER_GROUP, dtype=np.int32))
     assert not np.array_equal(first[0], first[1])
+
+
+@pytest.mark.timeout(60)
+def test_rollouts_on_a_pool_in_order_ready() -> None:
+    torch.manual_seed(0)
+    cfg = C.apply_overrides(C.load("cartpole"), ["pool.kind=actors", "env.num_envs=8", "pool.num_actors=2",
+                                                 "pool.order=ready"])
+    assert actor_layout(cfg, cores=2) == (2, 2)  # two parts per actor, one group each
+    with make_pool(cfg, 0) as pool:
+        assert pool.order == "ready" and pool.actors_per_group == 1 and pool.num_groups == 4
+        policy = Policy(pool.single_observation_space, pool.single_action_space, hidden=16)
+        rollout = Rollout(policy, pool, T, torch.device("cpu"))
+        rollout.restart(SEED)
+        for _ in range(3):
+            rollout.collect()
+            assert (rollout.step == T).all()
+            # Whatever order the groups came in, every row holds T transitions in the slots of their actions.
+            assert torch.equal(rollout.rewards, torch.ones(T, 8))
+            ended = rollout.terminals | rollout.truncations
+            assert torch.equal(rollout.starts[1:], ended[:-1])
+
+
+def test_unknown_pool_order_is_one_clear_error() -> None:
+    cfg = C.apply_overrides(C.load("cartpole"), ["pool.kind=actors", "pool.order=fastest"])
+    with pytest.raises(ValueError, match="pool.order must be one of turn, ready, got 'fastest'"):
+        make_pool(cfg, 0)
