@@ -16,8 +16,10 @@ Two ways the rollout ends for a group of rows, by pool shape:
   before the others finish, the extra transition is dropped and the carry
   replaced by the newer step (PPO's ratio uses the stored behaviour log-probs).
   Such dropped transitions are counted in ``dropped``. ``actors.ActorPool``
-  serves its groups round-robin, so none are dropped with it: while the
-  policy runs on one group, the actors of every other group step.
+  in order "turn" (the default) serves its groups round-robin, so none are
+  dropped with it: while the policy runs on one group, the actors of every
+  other group step. In order "ready" a fast actor's group can come back first
+  near a rollout's end; its extra steps are the ones dropped.
 """
 
 from __future__ import annotations

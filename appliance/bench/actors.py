@@ -307,7 +307,7 @@ def _print_ratios(records: list[dict], cores: int, per_core: int, console: Conso
         if name.startswith(("envpool", "gymnasium")):
             lines.append(f"pool ({cores} actors) / {name}: {pool['steps_per_second'] / value:.1f}x")
     for line in lines:
-        console.print(line)
+        console.print(line, soft_wrap=True)  # one line each, whatever the terminal's width
 
 
 def tune(env: str, seconds: float, runs: int, json_path: str | None, console: Console) -> dict[str, Any]:

@@ -3,12 +3,15 @@
 Entries, each a median of ``runs`` timed runs, measured side by side:
 
 - (a) a Dict-observation env (MiniGrid-Empty-5x5-v0, mission dropped) through
-  ``ActorPool`` (packing in the actors) vs Gymnasium's ``FlattenObservation``
+  ``ActorPool`` (packing in the actors; in both orders) vs Gymnasium's ``FlattenObservation``
   + ``AsyncVectorEnv(shared_memory=True)``, same env and number of envs;
 - (b) packing in the actor plus unpacking on the learner side, per step, vs
   the env's own ``step`` (same envs, one process);
-- (c) ``atari/pong`` frames/s through ``ActorPool`` vs ALE's vector env alone
-  with as many threads as the pool has actors.
+- (c) ``atari/pong`` frames/s through ``ActorPool`` (in both orders, see
+  :class:`actors.ActorPool`) vs ALE's vector env alone with as many threads as
+  the pool has actors. The three stay open together and their runs are
+  interleaved, since ALE's own rate swings by half from second to second on a
+  shared machine.
 
 Fairness, and the ceilings the targets are judged against:
 
@@ -28,11 +31,9 @@ Fairness, and the ceilings the targets are judged against:
   do with no signalling between steps.
 
 Where the pool loses to its ceilings (measured on 2 cores): not in packing or
-the adapters (together a few % of an env step), but in the per-step signalling
-round trip: each actor sits idle ~30% of the time waiting for its next ``S``
-(ZeroMQ ipc, two I/O-thread hops each way, competing for the same two cores).
-A pipe-signalled prototype of the same round-robin reached 0.85 of ideal where
-ZeroMQ reached 0.62-0.71 (380 us steps), so that is the lever left for (a) and (c).
+the adapters (together a few % of an env step). With few envs per actor a group
+is a whole actor; in order "turn" each actor then waits for the other's batch to
+go round, which order "ready" avoids.
 """
 
 from __future__ import annotations
@@ -53,23 +54,62 @@ DICT_PARAMS: dict[str, Any] = {"drop_keys": ("mission",)}
 
 def _pool_rates(env: str, num_envs: int, actors: int, seconds: float, runs: int, tick: Callable,
                 **params: Any) -> list[float]:
-    from actors import ActorPool
-
-    batch = num_envs // 2 if actors % 2 == 0 else num_envs
-    with ActorPool(env, num_envs=num_envs, num_actors=actors, batch_size=batch, seed=0, **params) as pool:
-        actions = np.zeros(pool.buffers["actions"][:pool.batch_rows].shape, pool.buffers["actions"].dtype)
-        pool.async_reset(0)
-
-        def one() -> int:
-            pool.recv()
-            pool.send(actions)
-            return pool.batch_rows
-
+    with _open_pool(env, num_envs, actors, **params) as pool:
+        one = _pool_step(pool)
         rates = []
         for _ in range(runs):
             rates.append(timed_rate(one, seconds))
             tick()
     return rates
+
+
+def _open_pool(env: str, num_envs: int, actors: int, **params: Any) -> Any:
+    from actors import ActorPool
+
+    batch = num_envs // 2 if actors % 2 == 0 else num_envs
+    pool = ActorPool(env, num_envs=num_envs, num_actors=actors, batch_size=batch, seed=0, **params)
+    pool.async_reset(0)
+    return pool
+
+
+def _pool_step(pool: Any) -> Callable[[], int]:
+    """One recv/send with constant actions; returns the rows stepped."""
+    actions = np.zeros(pool.buffers["actions"][:pool.batch_rows].shape, pool.buffers["actions"].dtype)
+
+    def one() -> int:
+        pool.recv()
+        pool.send(actions)
+        return pool.batch_rows
+
+    return one
+
+
+def _pong_rates(num_envs: int, cores: int, seconds: float, runs: int, tick: Callable) -> dict[str, list[float]]:
+    """(c): frames/s of the pool in each order and of ALE alone, runs interleaved."""
+    from ale_py.vector_env import AtariVectorEnv
+
+    with _open_pool("atari/pong", num_envs, cores) as turn, \
+            _open_pool("atari/pong", num_envs, cores, order="ready") as ready:
+        vec = AtariVectorEnv("pong", num_envs, num_threads=cores, autoreset_mode="SameStep")
+        try:
+            actions = np.zeros(num_envs, np.int32)
+            vec.reset(seed=0)
+
+            def ale() -> int:
+                vec.step(actions)
+                return num_envs
+
+            steps = {"pong_pool": _pool_step(turn), "pong_pool_ready": _pool_step(ready), "pong_ale": ale}
+            for one in steps.values():
+                timed_rate(one, min(seconds, 0.5))  # warm up: the first steps load ROMs and reset games
+            rates: dict[str, list[float]] = {key: [] for key in steps}
+            for _ in range(runs):
+                for key, one in steps.items():
+                    rates[key].append(4 * timed_rate(one, seconds))  # frames: ALE skips 4 per step
+                tick()
+            return rates
+        finally:
+            vec.close()
 
 
 def _dict_gym_rates(num_envs: int, seconds: float, runs: int, tick: Callable) -> list[float]:
@@ -173,20 +213,25 @@ def run(seconds: float, runs: int, json_path: str | None, console: Console, num_
     jobs: list[tuple[str, str, dict[str, Any], Callable[[Callable], list[float]]]] = [
         ("pool", f"pool {DICT_ENV} (packed Dict obs)", {"num_envs": n, "num_actors": cores},
          lambda t: _pool_rates(DICT_ENV, n, cores, seconds, runs, t, **DICT_PARAMS)),
+        ("pool_ready", f"pool {DICT_ENV} (packed Dict obs), order ready",
+         {"num_envs": n, "num_actors": cores, "order": "ready"},
+         lambda t: _pool_rates(DICT_ENV, n, cores, seconds, runs, t, order="ready", **DICT_PARAMS)),
         ("gym", f"gymnasium AsyncVectorEnv + FlattenObservation {DICT_ENV}", {"num_envs": n, "num_actors": n},
          lambda t: _dict_gym_rates(n, seconds, runs, t)),
         ("raw", f"raw {DICT_ENV}, one env, plain loop, one core", {"num_envs": 1, "num_actors": 1},
          lambda t: _raw_rates(seconds, runs, t)),
         ("pack", f"pack + unpack / env step {DICT_ENV}", {"num_envs": n, "num_actors": 1},
          lambda t: _pack_overhead(n, seconds, runs, t)),
-        ("pong_pool", "pool atari/pong (frames/s)", {"num_envs": atari_envs, "num_actors": cores},
-         lambda t: [4 * r for r in _pool_rates("atari/pong", atari_envs, cores, seconds, runs, t)]),
-        ("pong_ale", "ALE AtariVectorEnv pong (frames/s)", {"num_envs": atari_envs, "num_actors": cores},
-         lambda t: _ale_rates(atari_envs, cores, seconds, runs, t)),
         ("pong_ale1", "ALE AtariVectorEnv pong, one actor's share, 1 thread (frames/s)",
          {"num_envs": atari_envs // cores, "num_actors": 1},
          lambda t: _ale_rates(atari_envs // cores, 1, seconds, runs, t)),
     ]
+    pong = {"num_envs": atari_envs, "num_actors": cores}
+    pong_names = {
+        "pong_pool": ("pool atari/pong (frames/s)", {**pong, "order": "turn"}),
+        "pong_pool_ready": ("pool atari/pong, order ready (frames/s)", {**pong, "order": "ready"}),
+        "pong_ale": ("ALE AtariVectorEnv pong (frames/s)", pong),
+    }
     records: dict[str, dict] = {}
     with progress(console) as bar:
         for key, name, layout, measure in jobs:
@@ -194,6 +239,10 @@ def run(seconds: float, runs: int, json_path: str | None, console: Console, num_
             values = measure(lambda t=task: bar.advance(t))
             unit = "ratio" if key == "pack" else "frames/s" if key.startswith("pong") else "steps/s"
             records[key] = record("emulation", name, values, cores=cores, unit=unit, **layout)
+        task = bar.add_task("atari/pong: pool (both orders) and ALE, interleaved", total=runs)
+        for key, values in _pong_rates(atari_envs, cores, seconds, runs, lambda: bar.advance(task)).items():
+            name, layout = pong_names[key]
+            records[key] = record("emulation", name, values, cores=cores, unit="frames/s", **layout)
     rows = []
     for key, r in records.items():
         if key == "pack":  # a ratio, not a rate
@@ -206,12 +255,15 @@ def run(seconds: float, runs: int, json_path: str | None, console: Console, num_
                         ["entry", "envs", "median", "min", "max"], rows))
     med = {k: r["steps_per_second"] for k, r in records.items()}
     ceiling = cores * med["raw"]
-    console.print(f"(a) pool / gymnasium AsyncVectorEnv, {DICT_ENV}: {med['pool'] / med['gym']:.1f}x (target >= 3x); "
-                  f"env ceiling {cores} cores x raw loop = {human(ceiling)}/s, pool / ceiling = "
-                  f"{med['pool'] / ceiling:.2f}, best possible vs gymnasium = {ceiling / med['gym']:.1f}x")
+    for key, label in (("pool", ""), ("pool_ready", ", order ready")):
+        console.print(f"(a) pool{label} / gymnasium AsyncVectorEnv, {DICT_ENV}: {med[key] / med['gym']:.1f}x "
+                      f"(target >= 3x); env ceiling {cores} cores x raw loop = {human(ceiling)}/s, "
+                      f"pool{label} / ceiling = {med[key] / ceiling:.2f}, best possible vs gymnasium = "
+                      f"{ceiling / med['gym']:.1f}x", soft_wrap=True)
     console.print(f"(b) pack + unpack / env step: {med['pack']:.1%} (target <= 5%)")
-    console.print(f"(c) pool / ALE vector env, atari/pong frames/s: {med['pong_pool'] / med['pong_ale']:.2f} "
-                  f"(target >= 0.95); pool / ({cores} x one actor's share in ALE alone) = "
-                  f"{med['pong_pool'] / (cores * med['pong_ale1']):.2f}")
+    for key, label in (("pong_pool", ""), ("pong_pool_ready", ", order ready")):
+        console.print(f"(c) pool{label} / ALE vector env, atari/pong frames/s: {med[key] / med['pong_ale']:.2f} "
+                      f"(target >= 0.95); pool{label} / ({cores} x one actor's share in ALE alone) = "
+                      f"{med[key] / (cores * med['pong_ale1']):.2f}", soft_wrap=True)
     write_json(json_path, list(records.values()))
     return list(records.values())
