@@ -315,7 +315,10 @@ def cmd_bench_actors(args: argparse.Namespace, console: Console) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
+    # Piped into a file or a CI log there is no terminal width: rich would assume 80 columns
+    # and fold every table cell; 160 keeps a benchmark table one line per row ($COLUMNS wins).
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    console = Console(width=160 if piped else None)
     try:
         return args.func(args, console)
     except (ValueError, OSError) as exc:
