@@ -101,9 +101,10 @@ def candidates(num_cores: int, env_step_s: float) -> list[dict[str, int]]:
 class PoolLoop:
     """An open pool driven by a no-op policy: ``run(seconds)`` times recv/send.
 
-    The policy writes nothing: each group's action rows hold the same sampled actions
-    from the start, and ``send(pool.actions)`` checks them in place, as the raw C loop
-    steps with the actions already in its buffer.
+    The policy writes nothing: the arena's action rows hold sampled actions from the
+    start, and ``send(pool.actions)`` checks them in place, as the raw C loop steps with
+    the actions already in its buffer. (A real policy pays one copy of its actions into
+    the arena on top; the learner's does.)
 
     Benchmarks keep several open at once and interleave their runs, so load from other
     processes on a shared machine falls on every entry alike.
@@ -117,6 +118,8 @@ class PoolLoop:
             # In the arena's dtype: written once into every group's rows, then checked in place.
             dtype = self.pool.buffers["actions"].dtype
             self.actions = np.stack([space.sample() for _ in range(self.pool.batch_rows)]).astype(dtype)
+            arena = self.pool.buffers["actions"]  # every group's rows, whichever order they come in
+            arena[...] = np.resize(self.actions, arena.shape)
             self.pool.async_reset(0)
             self.run(0.0)
         except BaseException:
@@ -125,10 +128,9 @@ class PoolLoop:
 
     def run(self, seconds: float) -> float:
         """Agent-steps/s over at least ``seconds`` (and at least every group once around)."""
-        pool, actions, rows = self.pool, self.actions, self.pool.batch_rows
-        for _ in range(pool.num_groups):  # warm up: every group once around, actions set
+        pool, rows = self.pool, self.pool.batch_rows
+        for _ in range(pool.num_groups):  # warm up: about every group once
             pool.recv()
-            pool.actions[...] = actions
             pool.send(pool.actions)
         done, start = 0, time.perf_counter()
         while True:

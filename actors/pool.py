@@ -265,6 +265,9 @@ class ActorPool:
             self._got = [0] * num_actors
             self._need = [[0] * num_actors for _ in range(self.num_groups)]
             self._order = list(range(num_actors))  # which actor to wait on first (see _owing)
+            self._flight: list[int] = []  # order "ready": groups in flight, in the order they were sent
+            self._sent_at = [0.0] * self.num_groups  # order "ready": when each group was last sent
+            self._audit_at = 0.0  # order "ready": when recv next looks for dead or silent actors
             self._inbox = [b""] * num_actors  # a done message not yet read whole
             self._router_fd = self._router.getsockopt(zmq.FD)
             self._tracebacks: dict[int, str] = {}
@@ -293,9 +296,6 @@ class ActorPool:
         ]
         self._check = ActionCheck(self.single_action_space, self._groups[0][0]["actions"].shape)
         self._next = 0  # order "turn": the group recv returns next
-        self._flight: list[int] = []  # order "ready": groups in flight, in the order they were sent
-        self._sent_at = [0.0] * self.num_groups  # order "ready": when each group was last sent
-        self._audit_at = 0.0  # order "ready": when recv next looks for dead or silent actors
         self._held: int | None = None
         self._last = 0  # the group last received
         self._reset_done = False
@@ -628,7 +628,7 @@ class ActorPool:
         meanwhile wake nobody (a wake-up costs the waker tens of µs on a VM); they are read
         when their turn comes. An actor has answered once its done message is read.
         """
-        router_fd, done_fds, ring, owing = self._router_fd, self._done_fds, self._ring, self._owing
+        owing = self._owing
         last = None
         while True:
             k = owing(g)
@@ -640,25 +640,13 @@ class ActorPool:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self._failure = ActorError(k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)")
-                raise self._failure
-            done = done_fds[k]
-            events = self._poller(k).poll(min(remaining, 0.25))
-            exited = []
-            for fd, _ in events:
-                if fd == done:
-                    ring(fd)
-                    last = k
-                elif fd == router_fd:
-                    self._drain()  # hellos and tracebacks; ZMQ_FD fires once per batch of them
-                else:
-                    exited.append(fd)
-            if exited or not events:
-                self._check_alive(exited)  # an actor exited, or a quiet quarter second passed
+                raise self._silent(k)
+            if self._dispatch(self._poller(k).poll(min(remaining, 0.25))):
+                last = k  # its epoll holds no other done FIFO
 
     def _first_ready(self, deadline: float) -> int:
         """Order "ready": the group in flight longest of those answered, waiting for one if none is."""
-        flight, owing, ring, router_fd = self._flight, self._owing, self._ring, self._router_fd
+        flight, owing = self._flight, self._owing
         while True:
             now = time.monotonic()
             if now >= self._audit_at:
@@ -669,37 +657,45 @@ class ActorPool:
                     return g
             remaining = deadline - now
             if remaining <= 0:
-                k = owing(flight[0])
-                self._failure = ActorError(k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)")
-                raise self._failure
-            events = self._poller(_ALL).poll(min(remaining, 0.25))
-            exited = []
-            for fd, _ in events:
-                if fd in self._actor_of_done:
-                    ring(fd)
-                elif fd == router_fd:
-                    self._drain()
-                else:
-                    exited.append(fd)
-            if exited or not events:
-                self._check_alive(exited)
+                raise self._silent(owing(flight[0]))
+            self._dispatch(self._poller(_ALL).poll(min(remaining, 0.25)))
 
     def _audit(self, now: float) -> None:
-        """Order "ready": deaths and hangs must show even while other groups keep coming, so
-        every ``_AUDIT_S`` a zero-timeout poll looks at the pidfds, and the group in flight
-        longest must not have waited more than the timeout."""
+        """Order "ready": deaths and hangs must show even while other groups keep coming.
+
+        Every ``_AUDIT_S``, a zero-timeout poll reads what has arrived (answers first, so a
+        caller back from a long pause sees what came meanwhile) and notices exits; then the
+        oldest group still owed must have been sent (or its actor restarted) less than the
+        timeout ago.
+        """
         self._audit_at = now + _AUDIT_S
-        events = self._poller(None).poll(0)
-        exited = [fd for fd, _ in events if fd != self._router_fd]
-        if len(exited) < len(events):
-            self._drain()
-        if exited:
-            self._check_alive(exited)
-        if self._flight and now - self._sent_at[self._flight[0]] > self.timeout:
-            k = self._owing(self._flight[0])
+        self._dispatch(self._poller(_ALL).poll(0))
+        for g in self._flight:
+            k = self._owing(g)
             if k is not None:
-                self._failure = ActorError(k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)")
-                raise self._failure
+                if now - self._sent_at[g] > self.timeout:
+                    raise self._silent(k)
+                break
+
+    def _dispatch(self, events: list[tuple[int, int]]) -> bool:
+        """Handles what an epoll reported: done FIFOs are read, ZeroMQ drained, exits checked
+        (every actor is, when nothing came at all). True if a done FIFO was read."""
+        read, exited = False, []
+        for fd, _ in events:
+            if fd in self._actor_of_done:
+                self._ring(fd)
+                read = True
+            elif fd == self._router_fd:
+                self._drain()  # hellos and tracebacks; ZMQ_FD fires once per batch of them
+            else:
+                exited.append(fd)
+        if exited or not events:
+            self._check_alive(exited)  # an actor exited, or nothing came for a while
+        return read
+
+    def _silent(self, k: int) -> ActorError:
+        self._failure = ActorError(k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)")
+        return self._failure
 
     def _poller(self, k: int | None) -> Any:
         """epoll over actor ``k``'s done FIFO (none for None, all for ``_ALL``), the router's FD
@@ -740,6 +736,10 @@ class ActorPool:
             self.restarts += 1
             self._generation[k] += 1
             self._start(k, actor_seed(self._seed, k, self._generation[k]), restarted=True)
+            now = time.monotonic()
+            for g in self._flight:  # the new actor's time starts now
+                if k in self._group_actors(g):
+                    self._sent_at[g] = now
 
 
 def _close_fd(fd: int) -> None:

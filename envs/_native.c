@@ -429,10 +429,11 @@ static PyObject *mod_serve(PyObject *m, PyObject *args) {
     if (!PyArg_ParseTuple(args, "Oiii", &seq, &go, &done, &timeout_ms)) return NULL;
     unsigned char buf[SERVE_BUF];
     size_t len = 0, pos = 0;
-    PyObject *fast = PySequence_Fast(seq, "serve: envs must be a sequence of native envs");
+    /* A tuple of our own: nothing can change it while the GIL is released. */
+    PyObject *fast = PySequence_Tuple(seq);
     if (!fast) return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
-    PyObject **items = PySequence_Fast_ITEMS(fast);
+    Py_ssize_t n = PyTuple_GET_SIZE(fast);
+    PyObject **items = &PyTuple_GET_ITEM(fast, 0);
     for (Py_ssize_t i = 0; i < n; i++) {
         if (!PyObject_TypeCheck(items[i], &EnvType) || !((EnvObject *)items[i])->ready) {
             Py_DECREF(fast);

@@ -5,8 +5,9 @@ core, the pool's envs per actor each: the pool's true ceiling on these cores, si
 cores share caches and memory bandwidth); the pool with a no-op policy (constant
 actions, recv/send loop) for 1..cores actors and for 4x more actors than cores, both
 with the same total envs and with the same envs per actor; the pool in order "ready"
-(a group is one part of one actor, recv takes whichever is ready first, so actors never
-wait for each other) with as many actors as cores and with 4x more; and, when installed,
+(recv takes whichever group is ready first, so actors never wait for each other) with
+batches of half an actor's envs: as many actors as cores (a group is one part of one
+actor) and 4x more (a group is whole actors); and, when installed,
 EnvPool's and Gymnasium AsyncVectorEnv's CartPole-v1 (the peers of the design
 targets). ``--autotune`` measures candidate layouts and saves the fastest.
 

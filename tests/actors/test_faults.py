@@ -187,6 +187,19 @@ def test_a_silent_actor_is_reported_after_the_timeout(order: str) -> None:
         assert "actor 1 (envs 4:8) sent nothing for 0.5 s (still running)" in str(info.value)
 
 
+@pytest.mark.parametrize("order", ["turn", "ready"])
+def test_a_caller_pausing_longer_than_the_timeout_blames_no_actor(order: str) -> None:
+    with ActorPool("cartpole", 8, 2, 2, seed=SEED, timeout=0.5, order=order) as pool:
+        pool.async_reset(SEED)
+        time.sleep(0.8)  # a slow start: every answer has long arrived
+        for step in range(12):
+            pool.recv()
+            if step == 5:
+                time.sleep(0.8)  # a long update between two steps
+            pool.send(np.zeros(2, np.int32))
+        pool.recv()
+
+
 PARENT = textwrap.dedent(
     """
     import json, sys, numpy as np

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -55,20 +56,36 @@ def test_steps_each_part_and_answers_as_the_python_path_does(fifo: tuple[int, in
     assert kinds == {b"D", b"e"}  # both answers were exercised
 
 
-def test_several_queued_commands_are_answered_in_order(fifo: tuple[int, int, int, int]) -> None:
+def _answers(twins: list[envs.NativeEnv], order: list[int]) -> bytes:
+    """The done messages the Python path sends for ``order``, stepping the twins."""
+    out = []
+    for j in order:
+        twins[j].step()
+        out.append(_summary([twins[j].episode_stats()]))
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("commands", [3, 5000])  # 5000: 15 KB queued, more than the loop reads at once
+def test_queued_commands_are_answered_in_order(fifo: tuple[int, int, int, int], commands: int) -> None:
     go_r, go_w, done_r, done_w = fifo
     parts = [envs.make("cartpole", num_envs=4, seed=s) for s in (3, 4)]
     twins = [envs.make("cartpole", num_envs=4, seed=s) for s in (3, 4)]
-    loop = envs.serve_loop(parts)
-    os.write(go_w, b"S\x00\x00S\x01\x00S\x00\x00")
+    for env in parts + twins:
+        env.actions[...] = [0, 1, 1, 0]
+    order = [int(j) for j in np.random.default_rng(commands).integers(0, 2, commands)]
+    os.write(go_w, b"".join(b"S" + j.to_bytes(2, "little") for j in order))  # fits in the pipe
     os.close(go_w)
-    assert loop(go_r, done_w, 1000) == b""  # end of file once the queue is empty
-    for j in (0, 1, 0):
-        twins[j].step()
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.extend(iter(lambda: os.read(done_r, 1 << 16), b"")))
+    reader.start()  # the answers outgrow the done pipe: drain it while the loop runs
+    try:
+        assert envs.serve_loop(parts)(go_r, done_w, 1000) == b""  # end of file once the queue is empty
+    finally:
+        os.close(done_w)
+        reader.join(10)
+    assert b"".join(got) == _answers(twins, order)
     for part, twin in zip(parts, twins, strict=True):
         np.testing.assert_array_equal(part.observations, twin.observations)
-    answers = os.read(done_r, 1000)
-    assert answers.count(b"D") + answers.count(b"e") >= 3
 
 
 def test_hands_back_what_it_does_not_handle(fifo: tuple[int, int, int, int]) -> None:
