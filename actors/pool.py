@@ -232,9 +232,9 @@ class ActorPool:
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._procs: list[Any] = [None] * num_actors
-        # select.epoll per actor (its done FIFO) and one for None (no done FIFO); each also
+        # select.epoll per actor (its done FIFO) and one for _ALL (every done FIFO); each also
         # holds the router's FD and every actor's exit fd. Rebuilt when an actor restarts.
-        self._poll_cache: dict[int | None, Any] = {}
+        self._poll_cache: dict[int, Any] = {}
         self._idents: list[bytes] = [b""] * num_actors  # current identity per actor
         self._actor_of: dict[bytes, int] = {}  # identity -> actor, current generations only
         self._exit_fds: list[Any] = [None] * num_actors
@@ -697,14 +697,14 @@ class ActorPool:
         self._failure = ActorError(k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)")
         return self._failure
 
-    def _poller(self, k: int | None) -> Any:
-        """epoll over actor ``k``'s done FIFO (none for None, all for ``_ALL``), the router's FD
-        and every pidfd."""
+    def _poller(self, k: int) -> Any:
+        """epoll over actor ``k``'s done FIFO (every actor's for ``_ALL``), the router's FD and
+        every pidfd."""
         epoll = self._poll_cache.get(k)
         if epoll is None:
             epoll = self._poll_cache[k] = select.epoll()
             epoll.register(self._router_fd, select.EPOLLIN)
-            done = self._done_fds if k == _ALL else [self._done_fds[k]] if k is not None else []
+            done = self._done_fds if k == _ALL else [self._done_fds[k]]
             for fd in (*self._exit_fds, *done):
                 epoll.register(fd, select.EPOLLIN)
         return epoll
