@@ -71,6 +71,56 @@ print("done", flush=True)
 """
 
 
+# Runs in the child: the actor's C step loop over every env, fed queued, partial and bad commands.
+SERVE_CHILD = r"""
+import os
+import threading
+import numpy as np
+import envs
+from envs import _native
+
+print("loaded", _native.__file__, flush=True)
+COMMANDS = 6000  # 18 KB queued at once: more than the loop reads in one go
+
+
+def answers(data):
+    count, i = 0, 0
+    while i < len(data):
+        i += 1 if data[i:i + 1] == b"D" else 29
+        count += 1
+    assert i == len(data), "a done message was cut"
+    return count
+
+
+for name in envs.native_names():
+    parts = [envs.make(name, num_envs=8, seed=s) for s in (1, 2, 3)]
+    for part in parts:
+        part.actions[...] = np.random.default_rng(0).integers(0, part.single_action_space.n, part.actions.shape)
+    loop = envs.serve_loop(parts)
+    go_r, go_w = os.pipe()
+    done_r, done_w = os.pipe()
+    os.set_blocking(go_r, False)
+    got = []
+    reader = threading.Thread(target=lambda: got.extend(iter(lambda: os.read(done_r, 1 << 16), b"")))
+    reader.start()
+    order = np.random.default_rng(1).integers(0, 3, COMMANDS)
+    os.write(go_w, b"".join(b"S" + int(j).to_bytes(2, "little") for j in order))
+    assert loop(go_r, done_w, 5) is None
+    for bad in (b"S\x09\x00", b"S\x01", b"Q"):  # no such part; half a command; not a step
+        os.write(go_w, bad)
+        assert loop(go_r, done_w, 5) == bad
+    os.close(go_w)
+    assert loop(go_r, done_w, 5) == b""
+    os.close(done_w)
+    reader.join(30)
+    assert answers(b"".join(got)) == COMMANDS
+    for fd in (go_r, done_r):
+        os.close(fd)
+    print(name, "served", COMMANDS, flush=True)
+print("done", flush=True)
+"""
+
+
 def sanitizer_runtime() -> tuple[str, str]:
     """Paths of gcc's ASan and UBSan runtimes, or a skip naming what is missing."""
     gcc = shutil.which("gcc")
@@ -84,6 +134,19 @@ def sanitizer_runtime() -> tuple[str, str]:
             pytest.skip(f"gcc has no {lib} (install the gcc package's sanitizer runtimes)")
         paths.append(os.path.realpath(found))
     return paths[0], paths[1]
+
+
+def sanitized_env(build: Path) -> dict[str, str]:
+    """A child's environment: the ASan runtime preloaded, the sanitized build first on the path."""
+    asan, _ = sanitizer_runtime()
+    return {
+        **os.environ,
+        "LD_PRELOAD": asan,
+        "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
+        "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+        "PYTHONPATH": str(build),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -106,29 +169,37 @@ def sanitized_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.sanitizer
-@pytest.mark.timeout(600)
-def test_every_env_is_clean_under_asan_and_ubsan(sanitized_build: Path) -> None:
-    asan, _ = sanitizer_runtime()
-    env = {
-        **os.environ,
-        "LD_PRELOAD": asan,
-        "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1",
-        "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
-        "PYTHONPATH": str(sanitized_build),
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
+def run_clean(build: Path, script: str, *args: str, timeout: float) -> tuple[list[str], str]:
+    """Runs ``script`` against the sanitized build; asserts it exited cleanly with no report.
+
+    Returns the child's stdout lines and a report to print on a failed assertion.
+    """
     child = subprocess.run(
-        [sys.executable, "-c", CHILD, str(AGENT_STEPS)],
-        cwd=sanitized_build, env=env, capture_output=True, text=True, timeout=540,
+        [sys.executable, "-c", script, *args],
+        cwd=build, env=sanitized_env(build), capture_output=True, text=True, timeout=timeout,
     )
     report = f"exit {child.returncode}\nstdout:\n{child.stdout[-3000:]}\nstderr:\n{child.stderr[-6000:]}"
     assert child.returncode == 0, report
     for marker in REPORT_MARKERS:
         assert marker not in child.stderr, report
     lines = child.stdout.splitlines()
-    assert Path(lines[0].split()[1]).parent == sanitized_build / "envs", report
+    assert Path(lines[0].split()[1]).parent == build / "envs", report  # the instrumented extension ran
+    assert lines[-1] == "done", report
+    return lines, report
+
+
+@pytest.mark.sanitizer
+@pytest.mark.timeout(600)
+def test_every_env_is_clean_under_asan_and_ubsan(sanitized_build: Path) -> None:
+    lines, report = run_clean(sanitized_build, CHILD, str(AGENT_STEPS), timeout=540)
     stepped = {line.split()[0]: int(line.split()[1]) for line in lines if line.endswith("agent-steps")}
     assert set(stepped) == set(envs.native_names()), report
     assert all(count >= AGENT_STEPS for count in stepped.values()), stepped
-    assert lines[-1] == "done", report
+
+
+@pytest.mark.sanitizer
+@pytest.mark.timeout(300)
+def test_the_actor_step_loop_is_clean_under_asan_and_ubsan(sanitized_build: Path) -> None:
+    lines, report = run_clean(sanitized_build, SERVE_CHILD, timeout=240)
+    served = {line.split()[0] for line in lines if " served " in line}
+    assert served == set(envs.native_names()), report
