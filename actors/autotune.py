@@ -1,9 +1,10 @@
 """Pick the fastest pool layout for an env on this machine, and remember it.
 
-``appliance bench actors --autotune --env NAME`` measures candidate layouts with
-:func:`pool_rates` and saves the winner with :func:`save`; ``appliance train`` asks
-:func:`load` for it. The cache is one JSON file keyed by env name, then core count,
-since the best layout depends on both.
+``appliance bench actors --autotune --env NAME [--order ready]`` measures candidate
+layouts with :func:`pool_rates` and saves the winner with :func:`save`; ``appliance
+train`` asks :func:`load` for it. The cache is one JSON file keyed by env name, then
+core count (``"2"``; ``"2:ready"`` for order "ready"), since the best layout depends on
+the cores and on the order the pool serves its groups in.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 import envs
 
-from .pool import ActorPool
+from .pool import ORDERS, ActorPool
 
 LAYOUT_KEYS = ("num_envs", "num_actors", "batch_size")
 
@@ -30,8 +31,11 @@ def cache_path() -> Path:
     return Path(base) / "appliance" / "autotune.json"
 
 
-def _cores(cores: int | None) -> str:
-    return str(cores if cores is not None else len(os.sched_getaffinity(0)))
+def _key(cores: int | None, order: str) -> str:
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
+    key = str(cores if cores is not None else len(os.sched_getaffinity(0)))
+    return key if order == "turn" else f"{key}:{order}"
 
 
 def _read() -> dict[str, Any]:
@@ -42,21 +46,22 @@ def _read() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def load(env_name: str, cores: int | None = None) -> dict[str, int] | None:
-    """The saved layout (``num_envs``, ``num_actors``, ``batch_size``) for this env and core count."""
-    entry = _read().get(env_name, {}).get(_cores(cores))
+def load(env_name: str, cores: int | None = None, order: str = "turn") -> dict[str, int] | None:
+    """The saved layout (``num_envs``, ``num_actors``, ``batch_size``) for this env, core count and order."""
+    entry = _read().get(env_name, {}).get(_key(cores, order))
     if not isinstance(entry, dict) or not all(isinstance(entry.get(k), int) for k in LAYOUT_KEYS):
         return None
     return {k: entry[k] for k in LAYOUT_KEYS}
 
 
-def save(env_name: str, layout: dict[str, Any], cores: int | None = None) -> Path:
+def save(env_name: str, layout: dict[str, Any], cores: int | None = None, order: str = "turn") -> Path:
     """Stores ``layout`` (plus any measurement fields) atomically; returns the file."""
     missing = [k for k in LAYOUT_KEYS if k not in layout]
     if missing:
         raise ValueError(f"layout is missing '{missing[0]}'")
+    key = _key(cores, order)
     data = _read()
-    data.setdefault(env_name, {})[_cores(cores)] = dict(layout)
+    data.setdefault(env_name, {})[key] = dict(layout)
     path = cache_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
@@ -79,11 +84,13 @@ def step_seconds(env: str, num_envs: int = 1024, seconds: float = 0.2, **params:
         e.close()
 
 
-def candidates(num_cores: int, env_step_s: float) -> list[dict[str, int]]:
+def candidates(num_cores: int, env_step_s: float, order: str = "turn") -> list[dict[str, int]]:
     """Layouts worth measuring: 1x and 2x actors per core, per-actor work of ~0.3-3 ms, sync and async.
 
-    Async (two groups) splits every actor's envs in two parts, so an actor steps one part
-    while the caller handles the other; small parts make the per-batch doorbell costly.
+    Async splits every actor's envs in two parts, so an actor steps one part while the
+    caller handles the other; small parts make the per-batch doorbell costly. In order
+    "turn" that is two groups, each a part of every actor; in order "ready" a batch of
+    half an actor's envs (each group one part of one actor), or a whole actor.
     """
     out = []
     for per_core in (1, 2):
@@ -91,8 +98,9 @@ def candidates(num_cores: int, env_step_s: float) -> list[dict[str, int]]:
         for target_s in (3e-4, 1e-3, 3e-3):
             per_actor = 1 << max(4, min(17, round(np.log2(max(1.0, target_s / env_step_s)))))
             num_envs = per_actor * actors
-            for groups in (1, 2):
-                layout = {"num_envs": num_envs, "num_actors": actors, "batch_size": num_envs // groups}
+            for parts in (1, 2):
+                batch = num_envs // parts if order == "turn" else per_actor // parts
+                layout = {"num_envs": num_envs, "num_actors": actors, "batch_size": batch}
                 if layout not in out:
                     out.append(layout)
     return out

@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench_actors.add_argument("--autotune", action="store_true",
                               help="measure candidate layouts for --env and save the fastest "
                                    "for `appliance train`")
+    bench_actors.add_argument("--order", choices=("turn", "ready"), default=None,
+                              help="with --autotune: the order the pool serves groups in, as "
+                                   "`pool.order` in the train config (default turn)")
     bench_actors.set_defaults(func=cmd_bench_actors)
     bench_emu = targets.add_parser("emulation", help="emulated envs: pool vs Gymnasium/ALE vectors, pack cost")
     _add_bench_options(bench_emu)
@@ -306,8 +309,10 @@ def cmd_bench_actors(args: argparse.Namespace, console: Console) -> int:
 
     if args.env not in envs.names():
         raise ValueError(f"unknown env '{args.env}' (known: {', '.join(envs.names())})")
+    if args.order is not None and not args.autotune:
+        raise ValueError("--order chooses what --autotune measures; the plain bench measures both orders")
     if args.autotune:
-        bench_actors.tune(args.env, args.seconds, args.runs, args.json, console)
+        bench_actors.tune(args.env, args.seconds, args.runs, args.json, console, order=args.order or "turn")
     else:
         bench_actors.run(args.env, args.seconds, args.runs, args.json, console, per_actor=args.envs_per_actor)
     return 0

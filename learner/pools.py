@@ -47,7 +47,8 @@ def actor_layout(config: dict[str, Any], cores: int | None = None) -> tuple[int,
 
     Precedence, per value: a value the config pins (``num_actors`` or
     ``batch_size`` > 0, from the file or ``--set``) wins; else the layout that
-    ``appliance bench actors --autotune`` saved for this env and core count
+    ``appliance bench actors --autotune [--order ready]`` saved for this env, core
+    count and ``pool.order``
     (``actors.autotune.load``); else one actor per core and two groups (in order
     "ready", two groups per actor: each actor's envs in two parts).
     ``num_envs`` always stays the config's (it is a learning hyperparameter):
@@ -65,7 +66,7 @@ def actor_layout(config: dict[str, Any], cores: int | None = None) -> tuple[int,
     if not actors or not batch:
         from actors import autotune
 
-        saved = autotune.load(env["name"], cores)
+        saved = autotune.load(env["name"], cores, pool_order(config))
     if not actors:
         if saved is not None and num_envs % saved["num_actors"] == 0:
             actors = saved["num_actors"]

@@ -311,25 +311,26 @@ def _print_ratios(records: list[dict], cores: int, per_core: int, console: Conso
         console.print(line, soft_wrap=True)  # one line each, whatever the terminal's width
 
 
-def tune(env: str, seconds: float, runs: int, json_path: str | None, console: Console) -> dict[str, Any]:
-    """Measures candidate layouts for ``env``; saves and returns the fastest."""
+def tune(env: str, seconds: float, runs: int, json_path: str | None, console: Console,
+         order: str = "turn") -> dict[str, Any]:
+    """Measures candidate layouts for ``env`` in ``order``; saves and returns the fastest."""
     cores = len(os.sched_getaffinity(0))
     step_s = autotune.step_seconds(env)
     console.print(f"{env}: {step_s * 1e9:.1f} ns per env step on one core ({human(1 / step_s)} steps/s)")
     records = []
     with progress(console) as bar:
-        for layout in autotune.candidates(cores, step_s):
+        for layout in autotune.candidates(cores, step_s, order):
             name = f"{layout['num_actors']} actors x {layout['num_envs'] // layout['num_actors']} envs, " \
                    f"batch {layout['batch_size']}"
             task = bar.add_task(name, total=runs)
-            rates = autotune.pool_rates(env, layout, seconds, runs, lambda t=task: bar.advance(t))
-            records.append(record("actors-autotune", name, rates, env=env, cores=cores, **layout))
+            rates = autotune.pool_rates(env, layout, seconds, runs, lambda t=task: bar.advance(t), order=order)
+            records.append(record("actors-autotune", name, rates, env=env, cores=cores, order=order, **layout))
     best = max(records, key=lambda r: r["steps_per_second"])
     rows = [[r["name"], human(r["steps_per_second"]), "best" if r is best else ""] for r in records]
-    console.print(table(f"autotune {env} ({cores} cores), agent-steps/s, median of {runs} runs",
+    console.print(table(f"autotune {env} ({cores} cores, order {order}), agent-steps/s, median of {runs} runs",
                         ["layout", "median", ""], rows))
     chosen = {k: best[k] for k in autotune.LAYOUT_KEYS} | {"steps_per_second": best["steps_per_second"]}
-    path = autotune.save(env, chosen, cores)
-    console.print(f"saved {env} layout {chosen} to {path}")
+    path = autotune.save(env, chosen, cores, order)
+    console.print(f"saved {env} layout {chosen} for order {order} to {path}")
     write_json(json_path, records)
     return chosen

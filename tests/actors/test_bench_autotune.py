@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from actors import autotune
 from appliance.cli import main
+from learner import config as C
+from learner.pools import actor_layout
 
 
 @pytest.fixture(autouse=True)
@@ -55,15 +58,38 @@ def test_autotune_saves_the_fastest_layout_for_load(tmp_path: Path, private_cach
     assert autotune.load("cartpole", cores=999) is None
 
 
-def test_candidates_are_valid_layouts() -> None:
-    from actors.pool import validate_layout
+def test_autotune_for_order_ready_is_saved_apart(tmp_path: Path, private_cache: Path) -> None:
+    turn = {"num_envs": 64, "num_actors": 2, "batch_size": 32}
+    autotune.save("cartpole", turn)
+    out = tmp_path / "tune.json"
+    assert main(["bench", "actors", "--autotune", "--order", "ready", "--env", "cartpole", "--seconds", "0.02",
+                 "--runs", "1", "--json", str(out)]) == 0
+    records = json.loads(out.read_text())
+    assert {r["order"] for r in records} == {"ready"}
+    best = max(records, key=lambda r: r["steps_per_second"])
+    assert autotune.load("cartpole", order="ready") == {k: best[k] for k in autotune.LAYOUT_KEYS}
+    assert autotune.load("cartpole") == turn  # the turn-order layout is untouched
+    # A config in order "ready" takes the layout tuned for it: its actors and number of groups.
+    cfg = C.apply_overrides(C.load("cartpole"), ["pool.kind=actors", "pool.order=ready",
+                                                 f"env.num_envs={best['num_envs']}"])
+    assert actor_layout(cfg, cores=len(os.sched_getaffinity(0))) == (best["num_actors"], best["batch_size"])
+
+
+def test_order_without_autotune_is_one_clear_error(capsys: pytest.CaptureFixture) -> None:
+    assert main(["bench", "actors", "--order", "ready", "--seconds", "0.01"]) == 2
+    assert "--order chooses what --autotune measures" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("order", ["turn", "ready"])
+def test_candidates_are_valid_layouts(order: str) -> None:
+    from actors.pool import plan_layout
 
     for cores in (1, 2, 3, 8):
         for step_s in (1e-9, 5e-8, 1e-5):
-            layouts = autotune.candidates(cores, step_s)
+            layouts = autotune.candidates(cores, step_s, order)
             assert layouts
             for layout in layouts:
-                validate_layout(layout["num_envs"], layout["num_actors"], layout["batch_size"])
+                plan_layout(layout["num_envs"], layout["num_actors"], layout["batch_size"], local=order == "ready")
 
 
 def test_save_rejects_incomplete_layouts() -> None:
