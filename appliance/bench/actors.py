@@ -39,7 +39,7 @@ from rich.console import Console
 import envs
 from actors import autotune
 
-from .common import async_vector_rates, human, pinned, progress, record, table, timed_rate, write_json
+from .common import async_vector_rates, human, pinned, progress, record, table, timed_rate, timed_rates, write_json
 
 PEER_ENV = "CartPole-v1"
 ENVPOOL_ENVS = 8192  # EnvPool's rate is flat well before this; more only costs memory
@@ -175,10 +175,7 @@ def _envpool_rates(num_envs: int, cores: int, seconds: float, runs: int, on_run:
         e.send(actions, info["env_id"])
         return batch
 
-    rates = []
-    for _ in range(runs):
-        rates.append(timed_rate(one, seconds))
-        on_run()
+    rates = timed_rates(one, seconds, runs, on_run)
     e.close()
     return rates
 

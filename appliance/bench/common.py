@@ -39,6 +39,17 @@ def timed_rate(step: Callable[[], int], seconds: float) -> float:
             return done / (now - start)
 
 
+def timed_rates(step: Callable[[], int], seconds: float, runs: int,
+                tick: Callable[[], Any] | None = None) -> list[float]:
+    """``runs`` times :func:`timed_rate`, calling ``tick`` (a progress bar's advance) after each."""
+    rates = []
+    for _ in range(runs):
+        rates.append(timed_rate(step, seconds))
+        if tick:
+            tick()
+    return rates
+
+
 def async_vector_rates(make_env: Callable[[], Any], num_envs: int, seconds: float, runs: int,
                        tick: Callable[[], Any]) -> list[float]:
     """Gymnasium ``AsyncVectorEnv(shared_memory=True)`` stepping discrete action 0: the peer's rate per run."""
@@ -57,14 +68,10 @@ def async_vector_rates(make_env: Callable[[], Any], num_envs: int, seconds: floa
         vec.step(actions)
         return num_envs
 
-    rates = []
     try:
-        for _ in range(runs):
-            rates.append(timed_rate(one, seconds))
-            tick()
+        return timed_rates(one, seconds, runs, tick)
     finally:
         vec.close()
-    return rates
 
 
 def progress(console: Console) -> Progress:

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from .common import async_vector_rates, human, progress, record, table, timed_rate, write_json
+from .common import async_vector_rates, human, progress, record, table, timed_rate, timed_rates, write_json
 
 DICT_ENV = "MiniGrid-Empty-5x5-v0"
 DICT_PARAMS: dict[str, Any] = {"drop_keys": ("mission",)}
@@ -55,12 +55,7 @@ DICT_PARAMS: dict[str, Any] = {"drop_keys": ("mission",)}
 def _pool_rates(env: str, num_envs: int, actors: int, seconds: float, runs: int, tick: Callable,
                 **params: Any) -> list[float]:
     with _open_pool(env, num_envs, actors, **params) as pool:
-        one = _pool_step(pool)
-        rates = []
-        for _ in range(runs):
-            rates.append(timed_rate(one, seconds))
-            tick()
-    return rates
+        return timed_rates(_pool_step(pool), seconds, runs, tick)
 
 
 def _open_pool(env: str, num_envs: int, actors: int, **params: Any) -> Any:
@@ -179,10 +174,7 @@ def _raw_rates(seconds: float, runs: int, tick: Callable) -> list[float]:
                 reset()
         return 100
 
-    rates = []
-    for _ in range(runs):
-        rates.append(timed_rate(one, seconds))
-        tick()
+    rates = timed_rates(one, seconds, runs, tick)
     env.close()
     return rates
 
@@ -198,10 +190,7 @@ def _ale_rates(num_envs: int, threads: int, seconds: float, runs: int, tick: Cal
         vec.step(actions)
         return num_envs * 4  # frames: ALE skips 4 per step
 
-    rates = []
-    for _ in range(runs):
-        rates.append(timed_rate(one, seconds))
-        tick()
+    rates = timed_rates(one, seconds, runs, tick)
     vec.close()
     return rates
 

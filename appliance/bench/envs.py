@@ -10,7 +10,7 @@ from rich.console import Console
 
 import envs
 
-from .common import human, pinned, progress, record, table, timed_rate, write_json
+from .common import human, pinned, progress, record, table, timed_rates, write_json
 
 # Batch layouts large enough that one Python call per batch is noise.
 LAYOUTS: dict[str, dict[str, Any]] = {
@@ -39,11 +39,7 @@ def bench_env(name: str, seconds: float, runs: int, on_run: Any = None) -> dict[
         env.step()
         return env.num_agents
 
-    rates = []
-    for _ in range(runs):
-        rates.append(timed_rate(one_batch, seconds))
-        if on_run:
-            on_run()
+    rates = timed_rates(one_batch, seconds, runs, on_run)
     env.close()
     return record("envs", name, rates, agents=env.num_agents, **layout)
 
