@@ -123,11 +123,10 @@ class PoolLoop:
         self.pool = ActorPool(env, *sizes, seed=0, **params)
         try:
             space = self.pool.single_action_space
-            # In the arena's dtype: written once into every group's rows, then checked in place.
-            dtype = self.pool.buffers["actions"].dtype
-            self.actions = np.stack([space.sample() for _ in range(self.pool.batch_rows)]).astype(dtype)
-            arena = self.pool.buffers["actions"]  # every group's rows, whichever order they come in
-            arena[...] = np.resize(self.actions, arena.shape)
+            # Written once into every group's rows (whichever order they come in), then checked in place.
+            arena = self.pool.buffers["actions"]
+            sampled = np.stack([space.sample() for _ in range(self.pool.batch_rows)])
+            arena[...] = np.resize(sampled, arena.shape)
             self.pool.async_reset(0)
             self.run(0.0)
         except BaseException:
