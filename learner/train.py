@@ -322,6 +322,7 @@ def _train(
             "device": str(device),
             "parameters_sha256": parameters_digest(policy),
             "dropped_transitions": rollout.dropped,  # grouped pools only; 0 with ActorPool's round-robin
+            "phase_seconds": _phases(rollout.times, learn_s, wall),
         }
         if reached_at is not None:
             summary["seconds_to_target"] = reached_at
@@ -334,6 +335,18 @@ def _train(
         return summary
     finally:
         pool.close()
+
+
+def _phases(times: dict[str, float], learn_s: float, wall: float) -> dict[str, float]:
+    """Where this segment's wall time went: env wait, inference (host<->device copies apart), learn, other."""
+    env_s, inf_s, copy_s = times["env"], times["inference"], times["copy"]
+    return {
+        "env": env_s,
+        "inference": inf_s - copy_s,
+        "copy": copy_s,
+        "learn": learn_s,
+        "other": max(0.0, wall - env_s - inf_s - learn_s),
+    }
 
 
 def _agree_on_resume(path: Path, updates: int, world: int) -> None:

@@ -11,7 +11,7 @@ from appliance.cli import main
 def test_bench_train_writes_records_with_medians(tmp_path, capsys) -> None:
     out = tmp_path / "train.json"
     code = main([
-        "bench", "train", "--env", "cartpole", "--runs", "2", "--no-sb3", "--json", str(out),
+        "bench", "train", "--env", "cartpole", "--runs", "2", "--no-sb3", "--split-seconds", "0", "--json", str(out),
         "--set", "train.total_steps=8192", "--set", "env.num_envs=64", "--seconds-limit", "60",
     ])
     assert code == 0
@@ -35,3 +35,39 @@ def test_bench_train_writes_records_with_medians(tmp_path, capsys) -> None:
 def test_bench_train_rejects_unknown_env(capsys) -> None:
     assert main(["bench", "train", "--env", "nope", "--no-sb3"]) == 2
     assert "--env" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+def test_bench_train_split_and_candidates(tmp_path, capsys) -> None:
+    """Pool alone, rollout, training and the split, then two candidates against a random policy."""
+    out = tmp_path / "split.json"
+    code = main([
+        "bench", "train", "--env", "cartpole", "--runs", "0", "--split-seconds", "1.5", "--json", str(out),
+        "--candidate", "as-is:", "--candidate", "tiny-lr:ppo.lr=0.00001", "--candidate-seconds", "3",
+    ])
+    assert code == 0
+    records = {r["name"]: r for r in json.loads(out.read_text())}
+    pool, roll, train = records["pool-only"], records["rollout-no-update"], records["training"]
+    assert pool["steps_per_second"] > roll["steps_per_second"] > train["steps_per_second"] > 0
+    assert roll["ratio_to_pool"] == pytest.approx(roll["steps_per_second"] / pool["steps_per_second"])
+    assert train["ratio_to_pool"] == pytest.approx(train["steps_per_second"] / pool["steps_per_second"])
+    fractions = train["phase_fraction"]
+    assert set(fractions) == {"env", "inference", "copy", "learn", "other"}
+    assert all(v >= 0 for v in fractions.values()) and sum(fractions.values()) == pytest.approx(1.0, abs=0.02)
+    assert fractions["learn"] > 0 and fractions["inference"] > 0
+    assert train["agent_steps"] > 0 and train["pool"] == "serial"
+    as_is, tiny = records["candidate-as-is"], records["candidate-tiny-lr"]
+    assert as_is["overrides"] == [] and tiny["overrides"] == ["ppo.lr=0.00001"]
+    assert as_is["random_return"] == tiny["random_return"] > 0  # one baseline, measured once
+    for r in (as_is, tiny):
+        assert r["gain_over_random"] == pytest.approx(r["mean_return"] - r["random_return"])
+    # Three seconds of cartpole's tuned config leave a learning rate 1000x smaller behind.
+    assert as_is["mean_return"] > tiny["mean_return"]
+    text = capsys.readouterr().out
+    assert "where training's time goes" in text and "learning per wall-second" in text
+    assert "race to mean return" not in text  # --runs 0: no race
+
+
+def test_bench_train_rejects_a_malformed_candidate(capsys) -> None:
+    assert main(["bench", "train", "--env", "cartpole", "--candidate", "ppo.lr=1"]) == 2
+    assert "--candidate" in capsys.readouterr().err

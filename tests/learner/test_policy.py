@@ -65,3 +65,54 @@ def test_bad_policy_kind_is_named() -> None:
     space = gymnasium.spaces.Box(-1.0, 1.0, (4,), np.float32)
     with pytest.raises(ValueError, match="policy.kind"):
         Policy(space, gymnasium.spaces.Discrete(2), kind="transformer")
+
+
+def test_embed_encoder_gather_path_equals_dense_path_and_learns_through_it() -> None:
+    """Inference sums table rows (embedding_bag); training multiplies one-hot rows: the same function."""
+    torch.manual_seed(0)
+    space = gymnasium.spaces.Box(0, 6, (11, 11), np.int8)
+    policy = Policy(space, gymnasium.spaces.Discrete(4), kind="embed", hidden=32)
+    obs = torch.randint(0, 7, (9, 11, 11), dtype=torch.int8)
+    obs[0, 0, 0] = 9  # out-of-range codes are clamped, never index past the table
+    with torch.inference_mode():
+        gathered = policy.encoder(obs)
+    dense = policy.encoder(obs)
+    assert dense.requires_grad
+    torch.testing.assert_close(gathered, dense.detach(), rtol=1e-5, atol=1e-5)
+    # A code change in one cell changes the features: the table is read per cell and code.
+    other = obs.clone()
+    other[1, 5, 5] = (other[1, 5, 5] + 1) % 7
+    with torch.inference_mode():
+        assert not torch.allclose(policy.encoder(other)[1], gathered[1])
+        torch.testing.assert_close(policy.encoder(other)[2:], gathered[2:])
+    dense.sum().backward()
+    grad = policy.encoder.table.grad
+    assert grad is not None and grad.abs().sum() > 0
+    # Only the (cell, code) rows some observation holds get gradient.
+    seen = torch.zeros(grad.shape[0], dtype=torch.bool)
+    index = obs.reshape(9, -1).long().clamp(0, 6) + torch.arange(121) * 7
+    seen[index.flatten()] = True
+    assert grad[~seen].abs().sum() == 0 and (grad[seen].abs().sum(1) > 0).float().mean() > 0.9
+
+
+def test_embed_encoder_wants_int_grids() -> None:
+    with pytest.raises(ValueError, match="policy.kind 'embed'"):
+        Policy(gymnasium.spaces.Box(-1.0, 1.0, (4,), np.float32), gymnasium.spaces.Discrete(2), kind="embed")
+
+
+def test_categorical_head_matches_torch_distributions() -> None:
+    """The lean categorical scores exactly as torch's and samples from the same distribution."""
+    torch.manual_seed(0)
+    head = Policy(gymnasium.spaces.Box(-1.0, 1.0, (3,), np.float32), gymnasium.spaces.MultiDiscrete([3, 5]),
+                  kind="mlp", hidden=8).head
+    x = torch.randn(6, 8)
+    actions = torch.stack([torch.randint(0, 3, (6,)), torch.randint(0, 5, (6,))], dim=-1)
+    logprobs, entropies = head.evaluate(x, actions)
+    logits = head.heads[0].net(x).split([3, 5], dim=-1)
+    dists = [torch.distributions.Categorical(logits=part) for part in logits]
+    torch.testing.assert_close(logprobs, dists[0].log_prob(actions[:, 0]) + dists[1].log_prob(actions[:, 1]))
+    torch.testing.assert_close(entropies, dists[0].entropy() + dists[1].entropy())
+    many = x[:1].expand(40_000, 8)
+    sampled, _ = head.sample(many)
+    frequency = torch.bincount(sampled[:, 1], minlength=5).float() / len(sampled)
+    torch.testing.assert_close(frequency, dists[1].probs[0].detach(), rtol=0, atol=0.01)

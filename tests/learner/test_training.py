@@ -39,14 +39,13 @@ def _random_policy_mean_return(params: dict, num_envs: int, steps: int, seed: in
 
 @pytest.mark.timeout(150)
 def test_snake_rises_above_random(tmp_path) -> None:
-    """The shipped snake config (actors pool included), on a CI budget: a 7x7 window, ~30k steps."""
-    params = {"vision": 3}
+    """The shipped snake config as the CPU runs it (actors pool included), on a CI budget: 1M steps."""
     cfg = C.apply_overrides(
-        C.load("snake"),
-        ["env.num_envs=32", "train.total_steps=33000", "train.torch_threads=1", "train.checkpoint_every=0"],
+        C.for_device(C.load("snake"), "cpu"),
+        ["train.total_steps=1000000", "ppo.anneal_lr=false", "train.checkpoint_every=0"],
     )
-    cfg["env"]["params"] = params
-    random_mean = _random_policy_mean_return(params, 32, 500, seed=3)
+    params, num_envs = cfg["env"]["params"], cfg["env"]["num_envs"]
+    random_mean = _random_policy_mean_return(params, num_envs, 500, seed=3)
     after = train(cfg, tmp_path, live=False)
     assert after["dropped_transitions"] == 0
-    assert after["mean_return"] > random_mean + 0.3, (random_mean, after)
+    assert after["mean_return"] > random_mean + 2.0, (random_mean, after)
