@@ -103,7 +103,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     if name == "cpu":
         return torch.device("cpu")
-    raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
+    raise ValueError(f"config 'train.device' (--device) must be one of auto, cpu, cuda, got {name!r}")
 
 
 def _restart_seed(seed: int, rank: int, updates: int) -> int:
