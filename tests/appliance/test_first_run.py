@@ -80,12 +80,17 @@ def test_a_missed_target_exits_3_with_a_sentence(tmp_path, capsys) -> None:
     assert json.loads((run / "summary.json").read_text())["outcome"] == "target_missed"
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_stops_visibly_with_a_checkpoint(tmp_path, sig, code) -> None:
+@pytest.mark.parametrize(
+    ("sig", "code", "ranks"), [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 1), (signal.SIGINT, 130, 2)],
+    ids=["SIGINT", "SIGTERM", "SIGINT-2-ranks"],
+)
+def test_a_signal_stops_visibly_with_a_checkpoint(tmp_path, sig, code, ranks) -> None:
+    """With 2 ranks the launcher forwards the signal; rank 0 speaks, and the launcher's signal sets the code."""
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "300"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "train", *TINY, "--total-steps", "100000000", "--run-dir", str(run)],
+        [sys.executable, "-m", "appliance", "train", *TINY, "--total-steps", "100000000", "--run-dir", str(run),
+         "--ranks", str(ranks)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     err: list[str] = []
@@ -119,8 +124,8 @@ def test_a_signal_stops_visibly_with_a_checkpoint(tmp_path, sig, code) -> None:
     assert summary["outcome"] == "stopped" and summary["stop_signal"] == sig.name
     assert summary["checkpoint"] == str(newest) == json.loads((run / "summary.json").read_text())["checkpoint"]
     # The stopped run continues, and no earlier result is lost on the way.
-    assert main(["train", "--run-dir", str(run), "--resume", "--total-steps",
-                 str(summary["agent_steps"] + 64), "--metrics-port", "0"]) == 0
+    assert main(["train", "--run-dir", str(run), "--resume", "--ranks", str(ranks), "--total-steps",
+                 str(summary["agent_steps"] + 64 * ranks), "--metrics-port", "0"]) == 0
     assert len((run / "history.jsonl").read_text().splitlines()) == 2
 
 
