@@ -116,11 +116,14 @@ def finished(run_dir: Path, config: dict[str, Any]) -> str | None:
     was = float(state["config"]["train"].get("target_return", 0.0) or 0.0)
     if max(1, total // per_update) > updates and not (reached and target and target <= was):
         return None
-    why = f"it reached --target-return {was:g}" if reached and target and target <= was else (
-        f"it trained its {steps:,} of {total:,} agent steps")
-    more = "" if not reached else " and --target-return 0 (off) or a higher one"
-    return (f"run {run_dir} is finished: {why}, at update {updates}; nothing was changed. To train it "
-            f"further, pass --resume --total-steps N with N above {steps:,}{more}.")
+    if reached and target and target <= was:
+        why = f"it reached --target-return {was:g}"
+        how = (f"pass --resume --target-return 0 (off) or one above {was:g}, and --total-steps N above "
+               f"{steps:,} if its {total:,} are not enough")
+    else:
+        why = f"it trained its {steps:,} of {total:,} agent steps"
+        how = f"pass --resume --total-steps N with N above {steps:,}"
+    return f"run {run_dir} is finished: {why}, at update {updates}; nothing was changed. To train it further, {how}."
 
 
 def free_port() -> int:

@@ -290,7 +290,8 @@ def _train(
                     reached_at = elapsed
                 if every and updates % every == 0:
                     saved_path = _save(
-                        run_dir, policy, optimizer, updates, agent_steps, config, window, rank, world, tcfg
+                        run_dir, policy, optimizer, updates, agent_steps, config, window, rank, world, tcfg,
+                        outcome="target_reached" if reached_at is not None else None,  # a boundary ends it
                     ) or saved_path
                     last_saved = updates
                 if reporter is not None and updates == start_updates + 1 and updates < num_updates:
