@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train PPO on an env (all GPUs, else the CPU)")
     _add_run_options(train)
-    train.add_argument("--total-steps", type=_positive_int, help="agent steps to train for")
+    train.add_argument("--total-steps", type=_positive_int, default=os.environ.get("APPLIANCE_TOTAL_STEPS") or None,
+                       help="agent steps to train for (default $APPLIANCE_TOTAL_STEPS, else the config's)")
     train.add_argument("--target-return", type=float, help="stop at this mean return (last 100)")
     train.add_argument("--seed", type=int, help="base seed (each rank's envs get their own)")
     train.add_argument("--run-dir", help="where checkpoints, config.toml and summary.json go")
@@ -200,6 +201,10 @@ def cmd_envs(args: argparse.Namespace, console: Console) -> int:
     for column in ("name", "observation space", "action space", "agents per env"):
         out.add_column(column)
     for name in envs.names():
+        missing = envs.missing_extra(name)
+        if missing is not None:  # listed all the same, with the one line that installs it
+            out.add_row(name, escape(f"not installed: {missing.split(': ', 1)[1]}"), "-", "-")
+            continue
         env = envs.make(name, num_envs=1)
         spaces = (str(env.single_observation_space), str(env.single_action_space))
         out.add_row(name, *spaces, str(env.num_agents))
@@ -292,19 +297,49 @@ def cmd_dashboard_push(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+# `appliance train`'s exit codes besides 0 (finished, or --target-return reached) and 2 (bad input).
+EXIT_TARGET_MISSED = 3
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}  # 128 + the signal's number, as a shell reports it
+
+
 def cmd_train(args: argparse.Namespace, console: Console) -> int:
+    import json
+
+    from learner.train import resolve_device
+
     from . import train
 
     extra = {"train.device": args.device, "train.total_steps": args.total_steps,
              "train.target_return": args.target_return, "train.seed": args.seed}
     resume = train.should_resume(args.run_dir, args.resume, args.resume_if_present)
     config, run_dir = train.resolve(args.env, args.overrides, args.run_dir, resume, extra)
+    if resume and (done := train.finished(run_dir, config)) is not None:
+        console.print(done, highlight=False, soft_wrap=True)
+        return 0
     world = train.preflight(config, args.ranks, args.metrics_port, args.metrics_addr)
-    where = f", metrics on {args.metrics_addr}:{args.metrics_port}+rank" if args.metrics_port else ""
-    console.print(f"training {config['env']['name']} in {run_dir}{where}", highlight=False)
+    tcfg = config["train"]
+    device = resolve_device(tcfg["device"]).type
+    ranks = int(os.environ.get("WORLD_SIZE", world))
+    target = f", until mean return {tcfg['target_return']:g}" if tcfg.get("target_return") else ""
+    where = f"; metrics on {args.metrics_addr}:{args.metrics_port}+rank" if args.metrics_port else ""
+    verb = "resuming" if resume else "training"
+    console.print(f"{verb} {config['env']['name']} on {device}, {ranks} rank{'s' if ranks > 1 else ''}, "
+                  f"{int(tcfg['total_steps']):,} agent steps{target}, in {run_dir}{where} (Ctrl-C stops with "
+                  "a checkpoint)", highlight=False, soft_wrap=True)
     summary = train.launch(config, run_dir, resume, args.ranks, args.metrics_port, args.metrics_addr, world)
-    if summary is not None:
-        console.print(summary, highlight=False)
+    if summary is None:
+        return 0
+    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun every rank returns one; rank 0's is the run's
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        sys.stdout.flush()
+    if summary.get("outcome") == "stopped":
+        return EXIT_SIGNAL.get(summary.get("stop_signal") or "", 130)
+    if summary.get("outcome") == "target_missed":
+        Console(stderr=True, soft_wrap=True).print(
+            f"appliance train: the mean return {summary['mean_return'] or float('nan'):.1f} did not reach "
+            f"--target-return {summary['target_return']:g} in {summary['agent_steps']:,} agent steps (exit "
+            f"{EXIT_TARGET_MISSED}); continue with --run-dir {run_dir} --resume --total-steps N", highlight=False)
+        return EXIT_TARGET_MISSED
     return 0
 
 

@@ -81,12 +81,18 @@ def shm(required_bytes: int, path: str | None = None) -> Check:
     total = st.f_blocks * st.f_frsize
     detail = f"{path} has {_bytes(free)} free of {_bytes(total)}; this run needs {_bytes(required_bytes)}"
     if free < required_bytes:
-        fix = ("restart the container with a larger --shm-size (e.g. --shm-size=8g) or with --ipc=host, "
+        fix = (f"restart the container with --shm-size={shm_size(required_bytes)} (or larger) or with --ipc=host, "
                "or point APPLIANCE_SHM_DIR at a larger RAM-backed directory")
         if total <= DOCKER_DEFAULT_SHM:
             fix = f"this looks like Docker's 64 MB default: {fix}"
         return Check("/dev/shm", FAIL, f"{detail}; {fix}")
     return Check("/dev/shm", OK, detail)
+
+
+def shm_size(required_bytes: int) -> str:
+    """A Docker ``--shm-size`` value above ``required_bytes``: whole GiB, or MiB under one GiB."""
+    mib = -(-int(required_bytes * 1.1) // 2**20)  # 10% above the need, rounded up
+    return f"{mib}m" if mib < 1024 else f"{-(-mib // 1024)}g"
 
 
 def port(addr: str, number: int) -> Check:

@@ -89,12 +89,41 @@ def resolve(
     for key, value in extra.items():
         if value is not None:
             configs.set_value(config, key, value)
+    pinned = {o.split("=", 1)[0].strip() for o in overrides} | {k for k, v in extra.items() if v is not None}
     if not resume:  # a resumed run's config already went through this
         from learner.train import resolve_device
 
-        pinned = {o.split("=", 1)[0].strip() for o in overrides} | {k for k, v in extra.items() if v is not None}
         config = configs.for_device(config, resolve_device(config["train"]["device"]).type, pinned)
+    configs.validate(config, pinned)  # the whole config, before anything is created or printed
     return config, path
+
+
+def finished(run_dir: Path, config: dict[str, Any]) -> str | None:
+    """Why resuming ``run_dir`` with ``config`` would train nothing (it is finished), else None.
+
+    Finished: its newest checkpoint already holds ``train.total_steps`` (as many
+    whole updates as fit), or the run reached its ``--target-return`` and the
+    target is unchanged. The sentence says how to extend it.
+    """
+    _, state = checkpoint.load_latest(Path(run_dir))
+    updates, steps = int(state["updates"]), int(state["agent_steps"])
+    if updates < 1:
+        return None
+    per_update = steps // updates
+    total = int(config["train"]["total_steps"])
+    target = float(config["train"].get("target_return", 0.0) or 0.0)
+    reached = state.get("outcome") == "target_reached"
+    was = float(state["config"]["train"].get("target_return", 0.0) or 0.0)
+    if max(1, total // per_update) > updates and not (reached and target and target <= was):
+        return None
+    if reached and target and target <= was:
+        why = f"it reached --target-return {was:g}"
+        how = (f"pass --resume --target-return 0 (off) or one above {was:g}, and --total-steps N above "
+               f"{steps:,} if its {total:,} are not enough")
+    else:
+        why = f"it trained its {steps:,} of {total:,} agent steps"
+        how = f"pass --resume --total-steps N with N above {steps:,}"
+    return f"run {run_dir} is finished: {why}, at update {updates}; nothing was changed. To train it further, {how}."
 
 
 def free_port() -> int:
@@ -241,10 +270,13 @@ def launch(
         join=False,
     )
 
+    received: list[str] = []
+
     def forward(signum: int, frame: Any) -> None:
+        received.append(signal.Signals(signum).name)
         for proc in context.processes:
             if proc.is_alive():
-                os.kill(proc.pid, signal.SIGTERM)  # each rank stops at the same update and checkpoints
+                os.kill(proc.pid, signum)  # each rank stops at the same update and checkpoints
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -253,4 +285,7 @@ def launch(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    if received:  # what the launcher got decides the exit code (a rank may have seen only the forward)
+        summary["stop_signal"] = received[0]
+    return summary

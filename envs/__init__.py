@@ -1,6 +1,9 @@
 """Native C environments, emulated third-party envs, and the registry that makes them."""
 
 from .native import NativeEnv, param_defaults, serve_loop
-from .registry import PRESETS, buffer_spec, make, names, native_names
+from .registry import PRESETS, MissingExtra, buffer_spec, make, missing_extra, names, native_names
 
-__all__ = ["NativeEnv", "PRESETS", "buffer_spec", "make", "names", "native_names", "param_defaults", "serve_loop"]
+__all__ = [
+    "MissingExtra", "NativeEnv", "PRESETS", "buffer_spec", "make", "missing_extra", "names", "native_names",
+    "param_defaults", "serve_loop",
+]

@@ -76,11 +76,16 @@ static int read_params(const EnvKind *k, PyObject *seq, double *out) {
             return -1;
         }
         if (!(v >= p->min && v <= p->max) || (p->integer && v != (double)(long long)v)) {
+            /* PyErr_Format has no %g: the bounds go in as Python numbers (ints for whole-number params). */
             PyObject *got = PyFloat_FromDouble(v);
-            PyErr_Format(PyExc_ValueError, "%s: parameter '%s' must be %s in [%g, %g], got %R",
-                         k->name, p->name, p->integer ? "a whole number" : "a number", p->min,
-                         p->max, got);
+            PyObject *lo = p->integer ? PyLong_FromDouble(p->min) : PyFloat_FromDouble(p->min);
+            PyObject *hi = p->integer ? PyLong_FromDouble(p->max) : PyFloat_FromDouble(p->max);
+            if (got && lo && hi)
+                PyErr_Format(PyExc_ValueError, "%s: parameter '%s' must be %s in [%R, %R], got %R",
+                             k->name, p->name, p->integer ? "a whole number" : "a number", lo, hi, got);
             Py_XDECREF(got);
+            Py_XDECREF(lo);
+            Py_XDECREF(hi);
             Py_DECREF(fast);
             return -1;
         }

@@ -32,6 +32,39 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 # Emulated envs listed by names(); any other Gymnasium id, PettingZoo module or ROM works too.
 EMULATED = tuple(f"atari/{game}" for game in emulation.atari.GAMES)
 
+# Env names whose package is optional: name prefix -> (module it needs, the pyproject extra that installs it).
+EXTRAS: dict[str, tuple[str, str]] = {
+    "atari/": ("ale_py", "atari"),
+    "ALE/": ("ale_py", "atari"),
+    "MiniGrid-": ("minigrid", "minigrid"),
+    "BabyAI-": ("minigrid", "minigrid"),
+    "pettingzoo.butterfly.": ("pygame", "butterfly"),
+}
+
+
+class MissingExtra(ValueError):
+    """An env whose optional package is not installed: the message names the ``pip install`` that adds it."""
+
+
+def missing_extra(name: Any) -> str | None:
+    """The sentence to show when ``name`` needs an extra that is not installed, else None."""
+    import importlib.util
+
+    if not isinstance(name, str):
+        return None
+    bare = name[len("gym:"):] if name.startswith("gym:") else name
+    for prefix, (module, extra) in EXTRAS.items():
+        if bare.startswith(prefix) and importlib.util.find_spec(module) is None:
+            return f"env '{name}' needs the [{extra}] extra ({module} is not installed): pip install -e \".[{extra}]\""
+    return None
+
+
+def check_extra(name: Any) -> None:
+    """Raises :class:`MissingExtra` when ``name`` needs an optional package that is absent."""
+    sentence = missing_extra(name)
+    if sentence is not None:
+        raise MissingExtra(sentence)
+
 
 def native_names() -> list[str]:
     """The C envs (one header each in envs/c/)."""
@@ -64,6 +97,7 @@ def make(
     shared memory); :func:`buffer_spec` gives their shapes and dtypes.
     """
     params = _with_preset(name, preset, params)
+    check_extra(name)
     if isinstance(name, str) and name in KINDS:
         return NativeEnv(name, num_envs=num_envs, seed=seed, **params)
     if isinstance(name, str) and not _looks_emulated(name):
@@ -77,6 +111,7 @@ def buffer_spec(
 ) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Shape and dtype of every buffer ``make(name, num_envs, **params)`` steps into."""
     params = _with_preset(name, preset, params)
+    check_extra(name)
     if isinstance(name, str) and name in KINDS:
         return native_buffer_spec(name, num_envs, **params)
     if isinstance(name, str) and not _looks_emulated(name):

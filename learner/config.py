@@ -34,10 +34,14 @@ def load(env_or_path: str) -> Config:
     if path.suffix != ".toml":
         path = CONFIG_DIR / f"{env_or_path}.toml"
         if not path.exists():
+            from envs import MissingExtra
+
             from .defaults import generic_config
 
             try:
                 return generic_config(env_or_path)
+            except MissingExtra:
+                raise  # its sentence already says what to install
             except ValueError as exc:
                 raise ValueError(
                     f"no config for env '{env_or_path}' (configs: {', '.join(config_names())}), "
@@ -52,10 +56,11 @@ def load(env_or_path: str) -> Config:
 
 def _parse(text: str, like: Any, key: str) -> Any:
     if isinstance(like, bool):
+        # Only TOML's own spellings: "yes", "1" or "on" would read as true to one person and a typo to another.
         low = text.strip().lower()
-        if low in ("true", "1", "yes", "on"):
+        if low == "true":
             return True
-        if low in ("false", "0", "no", "off"):
+        if low == "false":
             return False
         raise ValueError(f"config '{key}' must be true or false, got {text!r}")
     if isinstance(like, int):
@@ -103,6 +108,105 @@ def set_value(config: Config, dotted: str, value: Any) -> None:
     elif type(value) is not type(like):
         raise ValueError(f"config '{dotted}' must be a {type(like).__name__}, got {value!r}")
     node[key] = value
+
+
+# What every known key may hold: (type, lowest, highest, exclusive lowest) for numbers, a tuple of
+# choices for strings, bool for booleans. Keys a config lacks are not checked; keys it has beyond
+# these are refused by --set only if absent from the file (set_value), so a custom TOML may add its own.
+_NUMBER = tuple[type, float | None, float | None, bool]
+RULES: dict[str, _NUMBER | tuple[str, ...] | type] = {
+    "env.num_envs": (int, 1, None, False),
+    "pool.kind": ("serial", "actors"),
+    "pool.num_actors": (int, 0, None, False),
+    "pool.batch_size": (int, 0, None, False),
+    "pool.order": ("turn", "ready"),
+    "ppo.num_steps": (int, 1, None, False),
+    "ppo.lr": (float, 0, None, True),
+    "ppo.anneal_lr": bool,
+    "ppo.gamma": (float, 0, 1, False),
+    "ppo.gae_lambda": (float, 0, 1, False),
+    "ppo.update_epochs": (int, 1, None, False),
+    "ppo.minibatches": (int, 1, None, False),
+    "ppo.norm_adv": bool,
+    "ppo.clip": (float, 0, None, True),
+    "ppo.clip_vloss": bool,
+    "ppo.ent_coef": (float, 0, None, False),
+    "ppo.vf_coef": (float, 0, None, False),
+    "ppo.max_grad_norm": (float, 0, None, True),
+    "policy.kind": ("auto", "mlp", "cnn", "nature", "structured"),
+    "policy.hidden": (int, 1, None, False),
+    "policy.lstm": bool,
+    "policy.lstm_hidden": (int, 1, None, False),
+    "train.total_steps": (int, 1, None, False),
+    "train.target_return": (float, None, None, False),
+    "train.seed": (int, 0, None, False),
+    "train.device": ("auto", "cpu", "cuda"),
+    "train.torch_threads": (int, 0, None, False),
+    "train.deterministic": bool,
+    "train.deterministic_resume": bool,
+    "train.checkpoint_every": (int, 0, None, False),
+    "train.keep_checkpoints": (int, 1, None, False),
+    "train.log_every_seconds": (float, 0, None, True),
+}
+# Keys that only the multi-process pool reads: setting one for the serial pool is a mistake to name.
+ACTORS_ONLY = ("pool.num_actors", "pool.batch_size", "pool.order")
+
+
+def _get(config: Config, dotted: str) -> tuple[bool, Any]:
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def _check(key: str, value: Any, rule: Any) -> None:
+    if rule is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"config '{key}' must be true or false, got {value!r}")
+    elif isinstance(rule, tuple) and rule and isinstance(rule[0], str):
+        if value not in rule:
+            raise ValueError(f"config '{key}' must be one of {', '.join(rule)}, got {value!r}")
+    else:
+        kind, low, high, open_low = rule
+        wrong = isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float))
+        if wrong:
+            raise ValueError(f"config '{key}' must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+        if value != value or (low is not None and (value <= low if open_low else value < low)) or (
+            high is not None and value > high
+        ):
+            if high is not None:
+                span = f"in [{low}, {high}]"
+            else:
+                span = f"{'>' if open_low else '>='} {low}"
+            raise ValueError(f"config '{key}' must be {span}, got {value!r}")
+
+
+def validate(config: Config, pinned: set[str] | frozenset[str] = frozenset()) -> None:
+    """Refuses a resolved config that cannot run, with one sentence, before anything is written.
+
+    Checks every key of :data:`RULES` the config holds (ranges, choices, booleans),
+    the native env's parameters (through its buffer layout), and that no key the
+    user set (``pinned``) is one the chosen pool ignores.
+    """
+    for key, rule in RULES.items():
+        present, value = _get(config, key)
+        if present:
+            _check(key, value, rule)
+    kind = config.get("pool", {}).get("kind", "serial")
+    if kind == "serial":
+        for key in ACTORS_ONLY:
+            if key in pinned:
+                raise ValueError(
+                    f"config '{key}' applies to the actors pool only, and this run's pool.kind is serial: "
+                    f"drop --set {key}, or add --set pool.kind=actors"
+                )
+    env = config.get("env", {})
+    import envs
+
+    if env.get("name") in envs.native_names():
+        envs.buffer_spec(env["name"], int(env["num_envs"]), **dict(env.get("params", {})))
 
 
 CPU_TABLE = "on_cpu"

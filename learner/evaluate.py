@@ -24,6 +24,10 @@ def evaluate(run_dir: Path, episodes: int = 100, max_steps: int = 100_000) -> di
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if not Path(run_dir).exists():
+        raise ValueError(f"run directory {run_dir} does not exist (appliance train writes runs/ENV-TIMESTAMP)")
+    if not Path(run_dir).is_dir():
+        raise ValueError(f"{run_dir} is not a run directory (it is a file)")
     path, state = checkpoint.load_latest(Path(run_dir))
     config = state["config"]
     config = {

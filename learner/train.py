@@ -60,13 +60,19 @@ class StopRequest:
 
     Ranks agree on the stop through the per-update all-reduce, so every rank
     reaches the checkpoint's collectives at the same update: a signal that hit
-    the ranks mid-collective (the launcher forwards SIGTERM, a terminal sends
+    the ranks mid-collective (the launcher forwards the signal, a terminal sends
     SIGINT to all) can no longer leave them waiting on each other. A second
     SIGINT in a single-process run raises KeyboardInterrupt as usual.
+
+    ``announce``: the line written to stderr at once on the first signal (rank 0
+    passes one, so a user who pressed Ctrl-C knows the update in progress is
+    being finished); written with ``os.write``, as a handler may interrupt a print.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, announce: str | None = None) -> None:
         self.requested = False
+        self.signal: str | None = None  # "SIGINT" or "SIGTERM", the first one received
+        self._announce = announce
         self._previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -75,6 +81,10 @@ class StopRequest:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested and signum == signal.SIGINT and int(os.environ.get("WORLD_SIZE", 1)) == 1:
             raise KeyboardInterrupt
+        if not self.requested:
+            self.signal = signal.Signals(signum).name
+            if self._announce:
+                os.write(2, (self._announce + "\n").encode())
         self.requested = True
 
     def restore(self) -> None:
@@ -93,7 +103,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     if name == "cpu":
         return torch.device("cpu")
-    raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
+    raise ValueError(f"config 'train.device' (--device) must be one of auto, cpu, cuda, got {name!r}")
 
 
 def _restart_seed(seed: int, rank: int, updates: int) -> int:
@@ -163,7 +173,8 @@ def train(
         torch.use_deterministic_algorithms(True)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    stop = StopRequest()
+    announce = f"stopping after this update: checkpoint to {checkpoint.checkpoint_dir(run_dir)}/"
+    stop = StopRequest(announce if rank == 0 else None)
     try:
         return _train(config, run_dir, resume, stop_after, live, rank, world, device, metrics, stop)
     finally:
@@ -198,8 +209,10 @@ def _train(
         num_updates = max(1, int(tcfg["total_steps"]) // batch_steps)
         every = int(tcfg.get("checkpoint_every", 0))
         updates, agent_steps, window = 0, 0, ReturnWindow()
+        saved_path: Path | None = None  # the newest checkpoint of this run (rank 0 writes them)
         if resume:
             path, state = checkpoint.load_latest(run_dir, map_location=device)
+            saved_path = path
             policy.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             updates, agent_steps = int(state["updates"]), int(state["agent_steps"])
@@ -228,6 +241,7 @@ def _train(
         start_updates, start_steps = updates, agent_steps
         start = time.perf_counter()
         learn_s, reached_at, last_saved = 0.0, None, updates
+        outcome = "target_missed" if target else "finished"  # unless the loop ends early, below
         stats: dict[str, float] = {}
         global_mean = float("nan")
         rank_batch = cfg.num_steps * pool.num_agents
@@ -275,8 +289,16 @@ def _train(
                 if target and flags[0] >= 100 and global_mean >= target and reached_at is None:
                     reached_at = elapsed
                 if every and updates % every == 0:
-                    _save(run_dir, policy, optimizer, updates, agent_steps, config, window, rank, world, tcfg)
+                    saved_path = _save(
+                        run_dir, policy, optimizer, updates, agent_steps, config, window, rank, world, tcfg,
+                        outcome="target_reached" if reached_at is not None else None,  # a boundary ends it
+                    ) or saved_path
                     last_saved = updates
+                if reporter is not None and updates == start_updates + 1 and updates < num_updates:
+                    rate = (agent_steps - start_steps) / elapsed
+                    left = (num_updates - updates) * batch_steps
+                    print(f"first update done: {rate:,.0f} agent steps/s, so the remaining {left:,} steps "
+                          f"take about {duration(left / rate)}", file=sys.stderr, flush=True)
                 if reporter is not None:
                     env_s, inf_s = rollout.times["env"], rollout.times["inference"]
                     reporter.update(
@@ -294,21 +316,33 @@ def _train(
                             "other_s": max(0.0, elapsed - env_s - inf_s - learn_s),
                         }
                     )
-                if reached_at is not None or flags[3] > 0 or (
-                    stop_after is not None and updates - start_updates >= stop_after
-                ):
+                if reached_at is not None:
+                    outcome = "target_reached"
+                    break
+                if flags[3] > 0 or (stop_after is not None and updates - start_updates >= stop_after):
+                    outcome = "stopped"
                     break
         except KeyboardInterrupt:
-            pass  # Ctrl-C: checkpoint below, then exit normally with a summary
+            outcome = "stopped"  # a second Ctrl-C: checkpoint below all the same, then the summary
         except BaseException:
             # Other ranks may not reach the checkpoint's collective: skip it rather than hang.
             last_saved = updates
             raise
         finally:
             if updates != last_saved:
-                _save(run_dir, policy, optimizer, updates, agent_steps, config, window, rank, world, tcfg)
+                saved_path = _save(
+                    run_dir, policy, optimizer, updates, agent_steps, config, window, rank, world, tcfg,
+                    outcome=outcome,
+                ) or saved_path
             if reporter is not None:
                 reporter.close()
+        if stop.requested and rank == 0:
+            if saved_path is None:
+                print("no update had finished, so no checkpoint was written", file=sys.stderr, flush=True)
+            else:
+                fresh = "written" if updates != last_saved else "kept (the newest, nothing newer to write)"
+                print(f"checkpoint {fresh}: {saved_path} (update {updates}, {agent_steps:,} agent steps)",
+                      file=sys.stderr, flush=True)
         wall = time.perf_counter() - start
         summary = {
             "env": config["env"]["name"],
@@ -323,15 +357,18 @@ def _train(
             "parameters_sha256": parameters_digest(policy),
             "dropped_transitions": rollout.dropped,  # grouped pools only; 0 with ActorPool's round-robin
             "phase_seconds": _phases(rollout.times, learn_s, wall),
+            "total_steps": num_updates * batch_steps,
+            "target_return": target or None,
+            "outcome": outcome,  # finished, target_reached, target_missed or stopped
+            "stop_signal": stop.signal,
+            "checkpoint": str(saved_path) if saved_path is not None else None,
         }
         if reached_at is not None:
             summary["seconds_to_target"] = reached_at
         if world > 1:  # lets a launcher (and the DDP test) compare every rank's parameters
             (run_dir / f"rank{rank}.sha256").write_text(summary["parameters_sha256"])
-        if rank == 0:
-            tmp = run_dir / "summary.json.tmp"
-            tmp.write_text(json.dumps(summary, indent=2) + "\n")
-            tmp.replace(run_dir / "summary.json")
+        if rank == 0 and updates > start_updates:  # a segment that trained nothing replaces nothing
+            write_summary(run_dir, summary)
         return summary
     finally:
         pool.close()
@@ -347,6 +384,39 @@ def _phases(times: dict[str, float], learn_s: float, wall: float) -> dict[str, f
         "learn": learn_s,
         "other": max(0.0, wall - env_s - inf_s - learn_s),
     }
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    """Appends the segment to ``history.jsonl`` and atomically replaces ``summary.json`` with it.
+
+    ``summary.json`` is the newest complete segment's summary (temp file, fsync,
+    rename: a reader sees the old one or the new one, never half); every segment
+    that trained, resumed ones included, stays in ``history.jsonl``, one line each.
+    """
+    line = json.dumps({**summary, "ended_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}) + "\n"
+    fd = os.open(run_dir / "history.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp = run_dir / f".summary.json.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(summary, indent=2) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(run_dir / "summary.json")
+
+
+def duration(seconds: float) -> str:
+    """``4 s``, ``12 min``, ``3.5 h``: an estimate's precision, for people."""
+    if seconds < 1:
+        return "under a second"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _agree_on_resume(path: Path, updates: int, world: int) -> None:
@@ -433,8 +503,12 @@ def _save(
     rank: int,
     world: int,
     tcfg: dict[str, Any],
-) -> None:
-    """Gathers every rank's RNG state and return window; rank 0 writes the checkpoint."""
+    outcome: str | None = None,
+) -> Path | None:
+    """Gathers every rank's RNG state and return window; rank 0 writes the checkpoint and returns its path.
+
+    ``outcome``: how the run ended, for the checkpoint written at its end (a resume reads it).
+    """
     rng, returns = checkpoint.rng_state(), [list(i) for i in window.items]
     if world > 1:
         all_rng: list[Any] = [None] * world
@@ -443,8 +517,9 @@ def _save(
         dist.all_gather_object(all_returns, returns)
     else:
         all_rng, all_returns = [rng], [returns]
+    path = None
     if rank == 0:
-        checkpoint.save(
+        path = checkpoint.save(
             run_dir,
             {
                 "model": policy.state_dict(),
@@ -454,8 +529,10 @@ def _save(
                 "rng": all_rng,
                 "returns": all_returns,
                 "config": config,
+                "outcome": outcome,
             },
             keep=int(tcfg.get("keep_checkpoints", 2)),
         )
     if world > 1:
         dist.barrier()
+    return path

@@ -52,9 +52,9 @@ def push(
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"url must start with http:// or https://, got {url!r}")
     if token is not None and (user is not None or password is not None):
-        raise ValueError("pass either token or user and password, not both")
+        raise ValueError("pass either --token or --user and --password, not both")
     if token is None and (user is None or password is None):
-        raise ValueError("pass token, or both user and password")
+        raise ValueError("pass --token, or both --user and --password")
     credential: Any = token if token is not None else (user, password)
     api = GrafanaApi.from_url(url, credential=credential, timeout=timeout)
     payload: dict[str, Any] = {"dashboard": {**dashboard_json(), "id": None}, "overwrite": True,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -31,6 +32,10 @@ def appliance(*argv: str, cwd: Path, env: dict[str, str] | None = None) -> subpr
     environ = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "80", **(env or {})}
     return subprocess.run([sys.executable, "-m", "appliance", *argv], cwd=cwd, env=environ,
                           capture_output=True, text=True, timeout=90)
+
+
+# The earlier run is finished: resuming it must extend it, or it stops at "finished" before any check.
+EXTEND = ("--total-steps", "8192")
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -116,7 +121,7 @@ def test_busy_metrics_port_is_refused_before_training(earlier_run, workdir, cli)
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = cli("train", "--resume", "--run-dir", str(earlier_run), "--metrics-port", str(port),
+        result = cli("train", "--resume", *EXTEND, "--run-dir", str(earlier_run), "--metrics-port", str(port),
                      "--metrics-addr", "127.0.0.1")
     refused(result, f"metrics port {port}", "in use", "--metrics-port")
     assert digest(earlier_run) == before
@@ -128,7 +133,7 @@ def test_second_rank_port_busy_is_refused_too(earlier_run, workdir, cli) -> None
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = cli("train", "--resume", "--run-dir", str(earlier_run), "--ranks", "2",
+        result = cli("train", "--resume", *EXTEND, "--run-dir", str(earlier_run), "--ranks", "2",
                      "--metrics-port", str(port - 1), "--metrics-addr", "127.0.0.1")
     refused(result, f"metrics port {port}", "in use")
     assert digest(earlier_run) == before
@@ -151,9 +156,11 @@ def tiny_shm(tmp_path: Path) -> Iterator[Path]:
 def test_too_little_shared_memory_is_refused(earlier_run, workdir, cli, tiny_shm, monkeypatch) -> None:
     before = digest(earlier_run)
     monkeypatch.setenv("APPLIANCE_SHM_DIR", str(tiny_shm))
-    result = cli("train", "--resume", "--run-dir", str(earlier_run), "--metrics-port", "0",
+    result = cli("train", "--resume", *EXTEND, "--run-dir", str(earlier_run), "--metrics-port", "0",
                  "--set", "pool.kind=actors")
-    refused(result, str(tiny_shm), "free", "needs", "--shm-size")
+    line = refused(result, str(tiny_shm), "free", "needs", "--shm-size=")
+    suggested = re.search(r"--shm-size=(\d+)m", line)
+    assert suggested and int(suggested.group(1)) * 2**20 > 2**20, line  # above the 1 MB there
     assert digest(earlier_run) == before
     assert list(tiny_shm.iterdir()) == []
     # The doctor reports the same directory, and fails.
@@ -228,3 +235,42 @@ def test_python_m_appliance_is_the_same_command(capsys, monkeypatch, tmp_path) -
     assert module.returncode == 0
     assert module.stdout == in_process
     assert "doctor" in module.stdout and "train" in module.stdout
+
+
+@pytest.mark.parametrize(
+    ("override", "needles"),
+    [
+        ("env.num_envs=-5", ["env.num_envs", ">= 1", "-5"]),
+        ("pool.order=random", ["pool.order", "turn, ready", "random"]),
+        ("pool.order=ready", ["pool.order", "actors pool only", "--set pool.kind=actors"]),
+        ("pool.num_actors=2", ["pool.num_actors", "actors pool only"]),
+        ("ppo.anneal_lr=yes", ["ppo.anneal_lr", "true or false", "yes"]),
+        ("ppo.gamma=1.5", ["ppo.gamma", "[0, 1]", "1.5"]),
+        ("train.device=tpu", ["train.device", "auto, cpu, cuda"]),
+        ("env.params.max_steps=0", ["max_steps", "[1, "]),
+    ],
+)
+def test_a_bad_value_stops_a_fresh_run_before_anything_is_written(workdir, cli, override, needles) -> None:
+    """The default run dir (runs/cartpole-...) would be made in workdir: the fixture checks it stays empty."""
+    result = cli("train", "--env", "cartpole", "--metrics-port", "0", "--set", override)
+    refused(result, *needles)
+    assert result.stdout == ""  # not even the start-up line
+    refused(cli("doctor", "--env", "cartpole", "--metrics-port", "0", "--set", override), *needles)
+
+
+def test_eval_of_a_missing_run_dir_says_it_does_not_exist(workdir, cli) -> None:
+    refused(cli("eval", "runs/nosuch"), "run directory runs/nosuch does not exist")
+
+
+def test_shm_fix_suggests_a_size_above_the_need() -> None:
+    from appliance.doctor import shm_size
+
+    for need in (3 * 2**20, 900 * 2**20, 40 * 2**30, 8 * 2**30 + 1):
+        size = shm_size(need)
+        number, unit = int(size[:-1]), size[-1]
+        assert number * {"m": 2**20, "g": 2**30}[unit] > need, (need, size)
+    assert shm_size(40 * 2**30) == "44g"
+
+
+def test_dashboard_push_names_the_flags(workdir, cli) -> None:
+    refused(cli("dashboard", "push", "--url", "http://127.0.0.1:1"), "--token", "--user", "--password")
