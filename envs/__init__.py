@@ -1,6 +1,10 @@
 """Native C environments, emulated third-party envs, and the registry that makes them."""
 
+from .creators import CreatorError, vector_env
 from .native import NativeEnv, param_defaults, serve_loop
 from .registry import PRESETS, buffer_spec, make, names, native_names
 
-__all__ = ["NativeEnv", "PRESETS", "buffer_spec", "make", "names", "native_names", "param_defaults", "serve_loop"]
+__all__ = [
+    "CreatorError", "NativeEnv", "PRESETS", "buffer_spec", "make", "names", "native_names", "param_defaults",
+    "serve_loop", "vector_env",
+]
