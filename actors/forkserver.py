@@ -11,10 +11,10 @@ limited to one thread), so forking it is safe, and it exits when the caller does
 file on its socket); its children die with it (PDEATHSIG, set by the worker).
 
 Protocol, over one Unix socket pair: the caller sends ``<length:4>`` + a pickle of
-``(module, function, argument)``, with plain pickle, so the server unpickles nothing of
-the user's (the child does, inside the function). The server forks; the child calls
-``module.function(argument)`` and exits 0 (1 if it raised). The server answers ``P<pid:4>``
-with the child's pidfd attached (opened before any reaping, so it can never name a
+``(sys.path, module, function, argument)``, with plain pickle, so the server unpickles nothing of
+the user's (the child does, inside the function). The server forks; the child takes the caller's
+current ``sys.path``, calls ``module.function(argument)`` and exits 0 (1 if it raised).
+The server answers ``P<pid:4>`` with the child's pidfd attached (opened before any reaping, so it can never name a
 recycled pid), and ``X<pid:4><exitcode:4>`` once the child exits (exit codes as
 ``multiprocessing`` gives them: negative for a signal).
 """
@@ -104,7 +104,8 @@ class ForkServer:
 
     def start(self, module: str, function: str, argument: Any, timeout: float = 30.0) -> Child:
         """Forks a child that calls ``module.function(argument)``; returns once it runs."""
-        payload = pickle.dumps((module, function, argument), protocol=pickle.HIGHEST_PROTOCOL)
+        # The caller's sys.path now (a notebook may have added to it since the server started).
+        payload = pickle.dumps((list(sys.path), module, function, argument), protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
             try:
                 self._sock.sendall(_HEADER.pack(len(payload)) + payload)
@@ -238,7 +239,7 @@ def _fork(sock: socket.socket, payload: bytes, close: tuple[int, ...]) -> None:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             for fd in close:
                 os.close(fd)
-            module, function, argument = pickle.loads(payload)
+            sys.path[:], module, function, argument = pickle.loads(payload)
             getattr(importlib.import_module(module), function)(argument)
             code = 0
         except BaseException:
