@@ -26,8 +26,10 @@ class GymVectorEnv(gymnasium.vector.VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
-    def __init__(self, source: Any, copy: bool = True) -> None:
+    def __init__(self, source: Any, copy: bool = True, episode_info: bool = True) -> None:
+        """``episode_info=False`` leaves ``infos["episode"]`` to Gymnasium's ``RecordEpisodeStatistics``."""
         self.source = source
+        self.episode_info = episode_info
         self._is_pool = hasattr(source, "recv")
         if self._is_pool and getattr(source, "batch_rows", None) != source.num_agents:
             raise ValueError("source must be synchronous: a pool with batch_size == num_envs")
@@ -69,7 +71,7 @@ class GymVectorEnv(gymnasium.vector.VectorEnv):
         self._lengths += 1
         infos: dict[str, Any] = {}
         done = terminals | truncations
-        if done.any():
+        if self.episode_info and done.any():
             elapsed = round(time.perf_counter() - self._start, 6)
             infos["episode"] = {
                 "r": np.where(done, self._returns, 0.0),

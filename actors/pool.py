@@ -32,11 +32,13 @@ with thousands of envs they come on nearly every step). One ``epoll`` waits on t
 FIFOs, ZeroMQ's notification fd and every actor's pidfd, so a death is noticed as soon
 as a finished step is.
 
-Processes come from the ``forkserver`` context: forking the caller directly is unsafe
-once it runs threads (ZeroMQ's I/O thread, torch's pools), and ``spawn`` re-imports
-numpy and gymnasium for every actor and every restart. The fork server is a clean,
-single-threaded process with ``envs`` and ``zmq`` preloaded, so a restart takes
-milliseconds. It exits when the caller dies, and actors die with it (PDEATHSIG).
+Processes come from :mod:`actors.forkserver`, a clean single-threaded interpreter with
+``envs`` and ``zmq`` preloaded that forks each actor, so a restart takes milliseconds and
+the caller's main module never runs again in an actor (any caller works: a script without
+a main guard, ``python -c``, a notebook). The env (a name, or a creator and its keyword
+arguments) travels by value with cloudpickle, so creators defined in ``__main__`` or a
+notebook work. The fork server exits when the caller dies, and actors die with it
+(PDEATHSIG).
 
 A restarted actor reseeds all its parts and reports them truncated, with the last
 observation its predecessor wrote to those rows as ``final_observations`` (the one the
@@ -50,7 +52,6 @@ one-actor, one-group pool steps exactly like ``envs.make(env, num_envs, seed)``.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import select
 import shutil
@@ -65,9 +66,10 @@ import zmq
 
 import envs
 
+from . import forkserver
 from .actions import ActionCheck
 from .arena import Arena, private_dir, sweep_stale
-from .worker import NATIVE_STATS, NATIVE_SUMMARY, ActorConfig, Part, main, make_env
+from .worker import NATIVE_STATS, NATIVE_SUMMARY, ActorConfig, Part, make_env, ship_env
 
 _MASK64 = (1 << 64) - 1
 # Plain ints: pyzmq's flag enums cost an object per ``|``/``&`` on the per-message path.
@@ -160,17 +162,6 @@ def validate_layout(num_envs: int, num_actors: int, batch_size: int) -> int:
     return plan_layout(num_envs, num_actors, batch_size)[0]
 
 
-_CONTEXT: Any = None
-
-
-def _context() -> Any:
-    global _CONTEXT
-    if _CONTEXT is None:
-        _CONTEXT = multiprocessing.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(["numpy", "zmq", "envs", "actors.worker"])
-    return _CONTEXT
-
-
 class ActorPool:
     """Actor processes pinned to cores, stepping envs in place, signalled by FIFO doorbells."""
 
@@ -211,6 +202,8 @@ class ActorPool:
         self._env, self._params, self._seed = env, params, seed
         self._closed = True  # until every resource exists
 
+        # Bad input fails here, in the caller, before any process or arena exists.
+        self._shipped = ship_env(env, params)
         # One env in this process tells the buffers' per-env shapes and the spaces.
         probe = make_env(env, 1, seed, None, params)
         try:
@@ -488,23 +481,18 @@ class ActorPool:
                 Part({name: (lo * r, hi * r) for name, r in self._rows.items()}, hi - lo)
                 for lo, hi in self._parts(k)
             ],
-            env=self._env,
+            env=self._shipped,
             seed=seed,
             core=self.cores[k],
             owner_pid=os.getpid(),
             restarted=restarted,
-            params=self._params,
         )
         self._open_doorbell(k, cfg.go_path, cfg.done_path)
-        proc = _context().Process(target=main, args=(cfg,), name=f"appliance-actor-{k}", daemon=True)
-        proc.start()
-        old, old_proc = self._exit_fds[k], self._procs[k]
+        proc = self._launch(cfg)
+        old = self._exit_fds[k]
         self._procs[k] = proc
-        try:
-            self._exit_fds[k] = os.pidfd_open(proc.pid)
-        except (AttributeError, OSError):  # no pidfd (old kernel): the fork server's sentinel
-            self._exit_fds[k] = proc.sentinel
-        if old is not None and old != old_proc.sentinel:
+        self._exit_fds[k] = proc.pidfd  # ours to close
+        if old is not None:
             _close_fd(old)  # the replaced actor's pidfd
         self._actor_of.pop(self._idents[k], None)
         self._idents[k] = cfg.identity
@@ -516,6 +504,10 @@ class ActorPool:
             need[k] = 1
         self._inbox[k] = b""
         self._tracebacks.pop(k, None)
+
+    def _launch(self, cfg: ActorConfig) -> forkserver.Child:
+        """Starts the actor process (the bench's reference pool overrides this)."""
+        return forkserver.start("actors.worker", "main", cfg, timeout=max(self.timeout, 30.0))
 
     def _open_doorbell(self, k: int, go_path: Any, done_path: Any) -> None:
         """Replaces actor ``k``'s FIFOs with this generation's (previous ones closed and unlinked).
@@ -768,8 +760,8 @@ def _cleanup(
         if proc is not None and proc.exitcode is None:
             proc.kill()
             proc.join(1.0)
-    for proc, fd in zip(procs, exit_fds, strict=True):
-        if fd is not None and proc is not None and fd != proc.sentinel:
+    for fd in exit_fds:
+        if fd is not None:
             _close_fd(fd)
     for fd in (*go_fds, *done_fds):
         if fd is not None:

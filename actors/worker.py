@@ -32,12 +32,13 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import pickle
 import select
 import signal
 import struct
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ import numpy as np
 import zmq
 
 import envs
+from envs.creators import CreatorError, label
 
 from .arena import Arena, Spec
 
@@ -79,12 +81,11 @@ class ActorConfig:
     arena_path: Path
     spec: Spec
     parts: list[Part]  # this actor's envs, one vector per part
-    env: str | Callable[..., Any]
+    env: bytes  # (env name or creator, its keyword arguments), cloudpickled: see ship_env
     seed: int
     core: int | None
     owner_pid: int
     restarted: bool = False
-    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def identity(self) -> bytes:
@@ -92,10 +93,26 @@ class ActorConfig:
 
 
 def make_env(env: str | Callable[..., Any], num_envs: int, seed: int, buffers: Any, params: dict) -> Any:
-    """Builds an env by registry name or by calling a creator with the same keywords."""
-    if isinstance(env, str):
-        return envs.make(env, num_envs=num_envs, seed=seed, buffers=buffers, **params)
-    return env(num_envs=num_envs, seed=seed, buffers=buffers, **params)
+    """Builds an env as ``envs.make`` does (one contract for names, creators and factories)."""
+    return envs.make(env, num_envs=num_envs, seed=seed, buffers=buffers, **params)
+
+
+def ship_env(env: str | Callable[..., Any], params: dict[str, Any]) -> bytes:
+    """``(env, params)`` as bytes an actor can load: by value for code in ``__main__`` or a notebook.
+
+    Raises one sentence naming the creator when it cannot be shipped.
+    """
+    import cloudpickle
+
+    try:
+        return cloudpickle.dumps((env, params))
+    except Exception as exc:
+        what = f"env {env!r}" if isinstance(env, str) else f"env creator {label(env)}"
+        raise CreatorError(
+            f"{what} (with {sorted(params)}) cannot be sent to the actor processes ({type(exc).__name__}: "
+            f"{exc}); create unpicklable things (locks, sockets, open files, live envs) inside the creator "
+            "instead of capturing them, or use SerialPool to keep the env in this process"
+        ) from None
 
 
 def _die_with_parent() -> None:
@@ -120,7 +137,7 @@ def _batch_policy() -> None:
 
 
 def main(cfg: ActorConfig) -> None:
-    """Process entry point (runs in the forkserver-started child)."""
+    """Process entry point (runs in a child of :mod:`actors.forkserver`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the pool's to handle
     _die_with_parent()
     parent = os.getppid()
@@ -157,6 +174,7 @@ def _orphaned(parent: int, owner: int) -> bool:
 
 
 def _serve(cfg: ActorConfig, sock: zmq.Socket, parent: int) -> None:
+    env, params = pickle.loads(cfg.env)
     arena = Arena.attach(cfg.arena_path, cfg.spec)
     envs_ = []
     for j, part in enumerate(cfg.parts):
@@ -164,7 +182,7 @@ def _serve(cfg: ActorConfig, sock: zmq.Socket, parent: int) -> None:
         if cfg.restarted:
             # The learner's last view of these rows ends a (truncated) episode.
             np.copyto(views["final_observations"], views["observations"])
-        envs_.append(make_env(cfg.env, part.num_envs, part_seed(cfg.seed, j), views, cfg.params))
+        envs_.append(make_env(env, part.num_envs, part_seed(cfg.seed, j), views, params))
         if cfg.restarted:
             views["truncations"][...] = True
             views["terminals"][...] = False

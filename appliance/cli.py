@@ -122,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench_emu.add_argument("--num-envs", type=_positive_int, default=0,
                            help="envs of the Dict-observation entries (default 4 per core)")
     bench_emu.set_defaults(func=cmd_bench_emulation)
+    bench_api = targets.add_parser(
+        "api", help="from your own code: SB3 PPO through the pool vs SubprocVecEnv; pool startup vs before"
+    )
+    bench_api.add_argument("--runs", type=_positive_int, default=3, help="runs per entry; medians (default 3)")
+    bench_api.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
+    bench_api.set_defaults(func=cmd_bench_api)
     bench_train = targets.add_parser(
         "train", help="training: where the time goes (pool, rollout, update), learning per wall-second, "
                       "and on cartpole the race to mean return 475 vs SB3 PPO"
@@ -370,6 +376,13 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     result = evaluate(args.run_dir, args.episodes)
     console.print(f"mean return {result['mean_return']:.2f} over {result['episodes']} episodes "
                   f"(checkpoint {result['checkpoint']}, update {result['updates']})", highlight=False)
+    return 0
+
+
+def cmd_bench_api(args: argparse.Namespace, console: Console) -> int:
+    from .bench import api as bench_api
+
+    bench_api.run(args.runs, args.json, console)
     return 0
 
 

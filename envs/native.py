@@ -72,6 +72,8 @@ class NativeEnv:
     truncated agents ``final_observations`` holds the ended episode's last.
     """
 
+    vector_env = True  # a subclass is a vector-env factory (see envs.creators)
+
     def __init__(
         self,
         name: str,

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from . import emulation
+from . import creators, emulation
 from .native import KINDS, NativeEnv
 from .native import buffer_spec as native_buffer_spec
 
@@ -92,12 +92,17 @@ def make(
     """Builds ``num_envs`` instances of env ``name`` stepping into fresh (or given) buffers.
 
     ``name`` is a native env, ``atari/<game>``, a Gymnasium id (``gym:`` prefix
-    optional), a ``pettingzoo.`` module path, or a creator callable (see
-    :mod:`envs.emulation`). ``buffers=`` hands in caller-owned arrays (e.g.
-    shared memory); :func:`buffer_spec` gives their shapes and dtypes.
+    optional), a ``pettingzoo.`` module path, a creator of one Gymnasium or
+    PettingZoo env (a callable, or ``"package.module:function"``), or a factory marked
+    with :func:`envs.vector_env` (see :mod:`envs.creators`). ``buffers=`` hands in
+    caller-owned arrays (e.g. shared memory); :func:`buffer_spec` gives their shapes
+    and dtypes.
     """
     params = _with_preset(name, preset, params)
     check_extra(name)
+    name = _creator_of(name)
+    if creators.is_vector_env(name):
+        return creators.call(name, {"num_envs": num_envs, "seed": seed, **params})
     if isinstance(name, str) and name in KINDS:
         return NativeEnv(name, num_envs=num_envs, seed=seed, **params)
     if isinstance(name, str) and not _looks_emulated(name):
@@ -112,12 +117,28 @@ def buffer_spec(
     """Shape and dtype of every buffer ``make(name, num_envs, **params)`` steps into."""
     params = _with_preset(name, preset, params)
     check_extra(name)
+    name = _creator_of(name)
+    if creators.is_vector_env(name):
+        env = make(name, num_envs, **params)
+        try:
+            return {key: (a.shape, a.dtype) for key, a in env.buffers.items()}
+        finally:
+            env.close()
     if isinstance(name, str) and name in KINDS:
         return native_buffer_spec(name, num_envs, **params)
     if isinstance(name, str) and not _looks_emulated(name):
         raise ValueError(f"unknown env '{name}' (known: {', '.join(names())}, or a Gymnasium id / "
                          "pettingzoo. module)")
     return emulation.buffer_spec(name, num_envs, **params)
+
+
+def _creator_of(name: Any) -> Any:
+    """``"package.module:function"`` as the callable it names; anything else unchanged."""
+    if isinstance(name, str):
+        return creators.from_path(name) or name
+    if not callable(name):
+        raise ValueError(f"env must be a name or a creator callable, got {type(name).__name__}")
+    return name
 
 
 def _looks_emulated(name: str) -> bool:

@@ -274,3 +274,23 @@ def test_dashboard_push_and_export(shell) -> None:
     done = shell("appliance dashboard export appliance-dashboard.json", timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads((shell.cwd / "appliance-dashboard.json").read_text())["uid"]
+
+
+def python_snippets() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README, flags=re.S)
+
+
+def test_every_python_snippet_runs_as_a_plain_script(tmp_path: Path) -> None:
+    """Each snippet as a newcomer pastes it: a file of its own, no main guard, run by python."""
+    import os
+    import sys
+
+    snippets = python_snippets()
+    assert len(snippets) >= 4 and any("SB3" in s or "stable_baselines3" in s for s in snippets)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    for i, code in enumerate(snippets):
+        script = tmp_path / f"snippet_{i}.py"
+        script.write_text(code)
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240,
+                              env=env, cwd=tmp_path)
+        assert done.returncode == 0, f"README snippet {i} failed:\n{code}\n{done.stdout}{done.stderr}"

@@ -125,12 +125,14 @@ def sb3_available() -> bool:
 
 
 def sb3(
-    seed: int, seconds_limit: float, threads: int = 1, timesteps: int = ZOO_CARTPOLE["n_timesteps"]
+    seed: int, seconds_limit: float, threads: int = 1, timesteps: int = ZOO_CARTPOLE["n_timesteps"],
+    venv: Any = None, stop_at_target: bool = True,
 ) -> dict[str, Any]:
     """SB3 PPO, RL-Zoo CartPole-v1 settings; stops at the target, the timestep budget or the wall cap.
 
     Runs with ``threads`` torch threads, as many as our trainer's config gives it, so the
-    comparison is core for core.
+    comparison is core for core. ``venv`` (closed here) replaces SB3's own ``DummyVecEnv``
+    of ``CartPole-v1``.
     """
     import torch
     from stable_baselines3 import PPO
@@ -159,10 +161,11 @@ def sb3(
                 if self.mean >= TARGET and self.reached is None:
                     self.reached = time.perf_counter() - self.start
                     self.reached_steps = self.num_timesteps
-                    return False
+                    return not stop_at_target
             return time.perf_counter() - self.start < seconds_limit
 
-    venv = make_vec_env("CartPole-v1", n_envs=hp["n_envs"], seed=seed)
+    if venv is None:
+        venv = make_vec_env("CartPole-v1", n_envs=hp["n_envs"], seed=seed)
     model = PPO(
         "MlpPolicy", venv, n_steps=hp["n_steps"], batch_size=hp["batch_size"], gae_lambda=hp["gae_lambda"],
         gamma=hp["gamma"], n_epochs=hp["n_epochs"], ent_coef=hp["ent_coef"],

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import creators
 from . import atari, gym, pettingzoo, wrappers
 from .layout import Layout, Leaf, PackedSpace, layout_of
 from .vector import BufferSpec
@@ -37,17 +38,17 @@ def resolve(env: str | Callable[..., Any], params: Mapping[str, Any]) -> tuple[s
     params = dict(params)
     options = {k: params.pop(k) for k in OPTIONS if k in params}
     if callable(env):
-        sample = env(**params)
-        try:
-            if _is_pettingzoo(sample):
-                kind = "pettingzoo"
-            elif _is_gymnasium(sample):
-                kind = "gym"
-            else:
-                got = type(sample).__name__
-                raise ValueError(f"env creator must return a Gymnasium Env or a PettingZoo env, got {got}")
-        finally:
-            sample.close()
+        sample = creators.call(env, params)
+        if _is_pettingzoo(sample):
+            kind = "pettingzoo"
+        elif _is_gymnasium(sample):
+            kind = "gym"
+        else:
+            raise creators.CreatorError(
+                f"env creator {creators.label(env)} returned {type(sample).__name__}, not one Gymnasium Env "
+                "or PettingZoo env (mark a vector-env factory with envs.vector_env)"
+            )
+        sample.close()
         return kind, (lambda: env(**params)), options
     if not isinstance(env, str):
         raise ValueError(f"env must be a name or a creator callable, got {type(env).__name__}")

@@ -73,3 +73,63 @@ def test_async_pool_and_bad_actions_are_refused() -> None:
     with pytest.raises(ValueError, match="out of range"):
         vec.step(np.array([0, 2]))
     vec.close()
+
+
+def test_standard_vector_wrappers_run_on_the_adapter() -> None:
+    """Gymnasium's vector wrappers that accept same-step autoreset (Gymnasium has no vector-env checker)."""
+    from gymnasium.utils.passive_env_checker import check_obs
+    from gymnasium.wrappers import vector as wrappers
+
+    # RecordEpisodeStatistics counts the same episodes as the adapter's own infos.
+    ours = GymVectorEnv(ActorPool("cartpole", 4, 2, 4, seed=0))
+    theirs = wrappers.RecordEpisodeStatistics(GymVectorEnv(ActorPool("cartpole", 4, 2, 4, seed=0),
+                                                           episode_info=False))
+    ours.reset(seed=5)
+    obs, _ = theirs.reset(seed=5)
+    check_obs(obs, theirs.observation_space, "reset")
+    mine, gym_stats = [], []
+    for _ in range(200):
+        actions = np.zeros(4, np.int64)
+        infos = ours.step(actions)[4]
+        obs, _, _, _, infos_w = theirs.step(actions)
+        check_obs(obs, theirs.observation_space, "step")
+        if "episode" in infos:
+            mine.extend(infos["episode"]["r"][infos["_episode"]])
+        if "episode" in infos_w:
+            gym_stats.extend(infos_w["episode"]["r"][infos_w["_episode"]])
+    assert len(mine) > 10 and mine == gym_stats
+    ours.close()
+    theirs.close()
+
+    # Continuous actions: ClipAction clips what reaches the env; NormalizeReward scales rewards.
+    vec = wrappers.NormalizeReward(wrappers.ClipAction(GymVectorEnv(ActorPool("Pendulum-v1", 2, 1, 2, seed=0))))
+    vec.reset(seed=0)
+    raw = []
+    for _ in range(250):
+        _, rewards, _, _, _ = vec.step(np.full((2, 1), 50.0, np.float32))  # far outside [-2, 2]
+        raw.append(rewards)
+    assert np.isfinite(raw).all() and np.abs(raw[-1]).max() < 5  # normalized: Pendulum pays down to -16
+    vec.close()
+
+
+def test_observation_wrappers_refuse_same_step_autoreset_so_wrap_inside_the_creator() -> None:
+    """Gymnasium's NormalizeObservation/TransformObservation vector wrappers require NEXT_STEP
+    autoreset (they would miss ``final_obs``); their single-env versions go in the creator."""
+    from gymnasium.wrappers import vector as wrappers
+
+    vec = GymVectorEnv(ActorPool("cartpole", 2, 1, 2, seed=0))
+    with pytest.raises(ValueError, match="NEXT_STEP"):
+        wrappers.NormalizeObservation(vec)
+    vec.close()
+
+    def doubled() -> gymnasium.Env:
+        env = gymnasium.make("CartPole-v1")
+        return gymnasium.wrappers.TransformObservation(env, lambda o: o * 2, env.observation_space)
+
+    plain = GymVectorEnv(ActorPool("CartPole-v1", 2, 1, 2, seed=3))
+    twice = GymVectorEnv(ActorPool(doubled, 2, 1, 2, seed=3))
+    np.testing.assert_allclose(twice.reset(seed=3)[0], 2 * plain.reset(seed=3)[0])
+    for _ in range(30):
+        np.testing.assert_allclose(twice.step(np.ones(2, np.int64))[0], 2 * plain.step(np.ones(2, np.int64))[0])
+    plain.close()
+    twice.close()

@@ -110,8 +110,9 @@ def test_groups_of_whole_actors_when_parts_do_not_divide() -> None:
             mine[1].step(actions[3:])
 
 
+@envs.vector_env
 def make_cartpole(**kwargs: object) -> envs.NativeEnv:
-    """A creator (as an emulated env would be given): picklable for the fork server."""
+    """A vector-env factory (a creator that is not a registry name), marked as one."""
     return envs.make("cartpole", **kwargs)
 
 
