@@ -133,7 +133,7 @@ RULES: dict[str, _NUMBER | tuple[str, ...] | type] = {
     "ppo.ent_coef": (float, 0, None, False),
     "ppo.vf_coef": (float, 0, None, False),
     "ppo.max_grad_norm": (float, 0, None, True),
-    "policy.kind": ("auto", "mlp", "cnn", "nature", "structured"),
+    "policy.kind": ("auto", "mlp", "cnn", "cnn_small", "embed", "nature", "structured"),  # learner.policy.KINDS
     "policy.hidden": (int, 1, None, False),
     "policy.lstm": bool,
     "policy.lstm_hidden": (int, 1, None, False),
@@ -143,6 +143,8 @@ RULES: dict[str, _NUMBER | tuple[str, ...] | type] = {
     "train.device": ("auto", "cpu", "cuda"),
     "train.torch_threads": (int, 0, None, False),
     "train.deterministic": bool,
+    "train.precision": ("fp32", "bf16"),  # learner.policy.PRECISIONS
+    "train.compile": bool,
     "train.deterministic_resume": bool,
     "train.checkpoint_every": (int, 0, None, False),
     "train.keep_checkpoints": (int, 1, None, False),

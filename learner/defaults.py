@@ -5,13 +5,18 @@ Derived from the env's spaces, with CleanRL's defaults for the algorithm:
 - ``policy.kind = "auto"`` (encoder and action head follow the spaces, see
   :mod:`learner.policy`); ``hidden`` 512 for images (Nature CNN), else 64.
 - Continuous (Box) or mixed actions: CleanRL's ``ppo_continuous_action``
-  (2048 steps x 1 env there; here 8 envs x 256 steps, lr 3e-4, 10 epochs,
-  32 minibatches, no entropy bonus, gamma 0.99, 1M steps).
-- Discrete actions: CleanRL's ``ppo.py`` (8 envs x 128 steps, lr 2.5e-4,
-  4 epochs, 4 minibatches, entropy 0.01, 500k steps); images get Atari's
-  settings (8 envs, 10M steps, clip 0.1).
-- ``pool.kind = "serial"``: emulated envs step in Python; switch to
-  ``"actors"`` to spread them over cores.
+  (2048 steps x 1 env there; here the same 2048 as 32 envs x 64 steps, lr 3e-4,
+  10 epochs, 32 minibatches, no entropy bonus, gamma 0.99, 1M steps).
+- Discrete actions: CleanRL's ``ppo.py`` (1024 steps per update as 8 envs x 128
+  there, here 32 envs x 32 steps; lr 2.5e-4, 4 epochs, 4 minibatches, entropy
+  0.01, 500k steps); images get Atari's settings (8 envs x 128 steps, 10M steps,
+  clip 0.1).
+- Vector observations: ``pool.kind = "actors"``, one actor per core, so the
+  Python envs step on every core while the learner acts on the other group; 32
+  envs make a batch of 16 rows, where 8 made 8 rows whose inference cost more
+  than the envs' steps (`appliance bench train --env Acrobot-v1`, docs/bench/).
+  Images keep ``"serial"`` (ALE's own vector env already steps in C).
+- ``train.torch_threads = 1``, as the shipped configs: the actors own the cores.
 
 Every value can be overridden from the command line as for a shipped config.
 """
@@ -32,6 +37,9 @@ TRAIN: dict[str, Any] = {
     "checkpoint_every": 50,
     "keep_checkpoints": 2,
     "log_every_seconds": 2.0,
+    "torch_threads": 1,
+    "precision": "fp32",
+    "compile": False,
 }
 
 
@@ -58,16 +66,17 @@ def generic_config(env: str) -> dict[str, Any]:
         "update_epochs": 4, "minibatches": 4, "norm_adv": True, "clip": 0.2, "clip_vloss": True,
         "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5,
     }
-    total = 500_000
+    total, num_envs, kind = 500_000, 32, "actors"
+    ppo["num_steps"] = 32
     if continuous(act):
-        ppo.update(num_steps=256, lr=3e-4, update_epochs=10, minibatches=32, ent_coef=0.0)
+        ppo.update(num_steps=64, lr=3e-4, update_epochs=10, minibatches=32, ent_coef=0.0)
         total = 1_000_000
     elif image:
-        ppo.update(clip=0.1)
-        total = 10_000_000
+        ppo.update(num_steps=128, clip=0.1)
+        total, num_envs, kind = 10_000_000, 8, "serial"
     return {
-        "env": {"name": env, "num_envs": 8, "params": {}},
-        "pool": {"kind": "serial", "num_actors": 2, "batch_size": 0, "order": "turn"},
+        "env": {"name": env, "num_envs": num_envs, "params": {}},
+        "pool": {"kind": kind, "num_actors": 0, "batch_size": 0, "order": "turn"},
         "ppo": ppo,
         "policy": {"kind": "auto", "hidden": 512 if image else 64, "lstm": False, "lstm_hidden": 64},
         "train": {"total_steps": total, **TRAIN},

@@ -147,6 +147,28 @@ def _torch_dtype(dtype: Any) -> torch.dtype:
     return torch.from_numpy(np.zeros(1, dtype=dtype)).dtype
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+class _Compiled:
+    """``torch.compile(module)``, falling back to the module itself (with one warning) if compiling fails."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.compiled: Any = torch.compile(module)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(x)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure: the eager module still works
+                import warnings
+
+                warnings.warn(f"torch.compile of the policy failed, running it eagerly: {exc}", stacklevel=2)
+                self.compiled = None
+        return self.module(x)
+
+
 KINDS = ("auto", "mlp", "cnn", "cnn_small", "embed", "nature", "structured")
 
 
@@ -225,6 +247,28 @@ class Policy(nn.Module):
         self.head = ActionHead(action_space, features)
         self.critic = _init(nn.Linear(features, 1), std=1.0)
 
+    precision = "fp32"
+
+    def accelerate(self, precision: str = "fp32", compile: bool = False) -> Policy:
+        """The GPU learner's options, for the encoder (where a policy's work is): ``precision``
+        "bf16" runs it under bfloat16 autocast (heads, LSTM and losses stay float32);
+        ``compile`` runs it through ``torch.compile``, and back to eager, with one warning,
+        if compiling fails on first use. Neither changes the parameters or their names, so
+        checkpoints load either way."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.precision = precision
+        # Kept out of nn.Module's registry: the compiled wrapper would rename every parameter.
+        self.__dict__["_compiled"] = _Compiled(self.encoder) if compile else None
+        return self
+
+    def _encode(self, obs: torch.Tensor) -> torch.Tensor:
+        encoder = self.__dict__.get("_compiled") or self.encoder
+        if self.precision == "fp32":
+            return encoder(obs)
+        with torch.autocast(obs.device.type, dtype=torch.bfloat16):
+            return encoder(obs).float()
+
     def initial_state(self, rows: int, device: torch.device | str = "cpu") -> State:
         """Zero LSTM state for ``rows`` rows (``None`` without an LSTM)."""
         if self.lstm is None:
@@ -235,7 +279,7 @@ class Policy(nn.Module):
     def _core(self, obs: torch.Tensor, state: State, starts: torch.Tensor) -> tuple[torch.Tensor, State]:
         """obs (T, B, ...) and starts (T, B) -> features (T, B, F), state after the last step."""
         steps, rows = obs.shape[:2]
-        x = self.encoder(obs.reshape(steps * rows, *obs.shape[2:]))
+        x = self._encode(obs.reshape(steps * rows, *obs.shape[2:]))
         if self.lstm is None:
             return x.reshape(steps, rows, -1), None
         if state is None:
@@ -293,7 +337,7 @@ def make_policy(
 ) -> Policy:
     """The policy the ``[policy]`` section describes."""
     p = config["policy"]
-    return Policy(
+    policy = Policy(
         obs_space,
         action_space,
         kind=p.get("kind", "auto"),
@@ -301,3 +345,5 @@ def make_policy(
         lstm=p["lstm"],
         lstm_hidden=p.get("lstm_hidden", p["hidden"]),
     )
+    train = config.get("train", {})
+    return policy.accelerate(train.get("precision", "fp32"), bool(train.get("compile", False)))

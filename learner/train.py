@@ -203,7 +203,7 @@ def _train(
     try:
         _attach_pool(metrics, pool)
         policy = make_policy(config, pool.single_observation_space, pool.single_action_space).to(device)
-        optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
+        optimizer = _adam(policy, cfg.lr)
         rollout = Rollout(policy, pool, cfg.num_steps, device)
         batch_steps = cfg.num_steps * pool.num_agents * world
         num_updates = max(1, int(tcfg["total_steps"]) // batch_steps)
@@ -372,6 +372,15 @@ def _train(
         return summary
     finally:
         pool.close()
+
+
+def _adam(policy: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Adam with the fused kernel where this torch has one for the device (one op per step, not one per
+    parameter: ~12% of a small policy's update on the CPU); the plain one elsewhere, same maths."""
+    try:
+        return torch.optim.Adam(policy.parameters(), lr=lr, eps=1e-5, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(policy.parameters(), lr=lr, eps=1e-5)
 
 
 def _phases(times: dict[str, float], learn_s: float, wall: float) -> dict[str, float]:

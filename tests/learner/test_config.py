@@ -72,3 +72,9 @@ def test_on_cpu_table_applies_on_the_cpu_only_and_yields_to_user_keys() -> None:
     assert gpu["env"]["num_envs"] == base["env"]["num_envs"] and "on_cpu" not in gpu
     pinned = C.for_device(C.apply_overrides(base, ["env.num_envs=8"]), "cpu", {"env.num_envs"})
     assert pinned["env"]["num_envs"] == 8
+
+
+def test_validation_knows_every_policy_kind() -> None:
+    from learner.policy import KINDS
+
+    assert set(C.RULES["policy.kind"]) == set(KINDS)

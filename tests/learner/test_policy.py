@@ -116,3 +116,52 @@ def test_categorical_head_matches_torch_distributions() -> None:
     sampled, _ = head.sample(many)
     frequency = torch.bincount(sampled[:, 1], minlength=5).float() / len(sampled)
     torch.testing.assert_close(frequency, dists[1].probs[0].detach(), rtol=0, atol=0.01)
+
+
+def _snake_policy(**accelerate) -> Policy:
+    torch.manual_seed(0)
+    space = gymnasium.spaces.Box(0, 6, (11, 11), np.int8)
+    return Policy(space, gymnasium.spaces.Discrete(4), kind="embed", hidden=32).accelerate(**accelerate)
+
+
+def test_bf16_precision_runs_the_encoder_in_bfloat16_and_keeps_heads_float32() -> None:
+    plain, bf16 = _snake_policy(), _snake_policy(precision="bf16")
+    assert plain.state_dict().keys() == bf16.state_dict().keys()
+    obs = torch.randint(0, 7, (64, 11, 11), dtype=torch.int8)
+    actions = torch.randint(0, 4, (1, 64))
+    starts = torch.zeros(1, 64, dtype=torch.bool)
+    lp32, ent32, v32 = plain(obs.unsqueeze(0), actions, None, starts)
+    lp16, ent16, v16 = bf16(obs.unsqueeze(0), actions, None, starts)
+    assert lp16.dtype == v16.dtype == torch.float32
+    assert not torch.equal(v16, v32)  # the encoder really ran in bfloat16...
+    torch.testing.assert_close(v16, v32, rtol=0.05, atol=0.05)  # ...and agrees to bfloat16's precision
+    torch.testing.assert_close(lp16, lp32, rtol=0.05, atol=0.05)
+    (lp16.sum() + v16.sum()).backward()
+    assert bf16.encoder.table.grad is not None and torch.isfinite(bf16.encoder.table.grad).all()
+    with pytest.raises(ValueError, match="train.precision"):
+        _snake_policy(precision="fp8")
+
+
+@pytest.mark.timeout(300)
+def test_compiled_encoder_matches_eager_and_keeps_parameter_names() -> None:
+    plain, compiled = _snake_policy(), _snake_policy(compile=True)
+    assert plain.state_dict().keys() == compiled.state_dict().keys()
+    obs = torch.randint(0, 7, (16, 11, 11), dtype=torch.int8)
+    starts = torch.zeros(16, dtype=torch.bool)
+    with torch.inference_mode():
+        torch.testing.assert_close(compiled.value(obs, None, starts), plain.value(obs, None, starts))
+    assert compiled.__dict__["_compiled"].compiled is not None  # compiled for real, no fallback
+
+
+def test_compile_failure_falls_back_to_eager_with_a_warning() -> None:
+    policy = _snake_policy(compile=True)
+
+    def broken(x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("no compiler here")
+
+    policy.__dict__["_compiled"].compiled = broken  # what a compiler failure on first use looks like
+    obs = torch.randint(0, 7, (4, 11, 11), dtype=torch.int8)
+    with pytest.warns(UserWarning, match="running it eagerly"):
+        values = policy.value(obs, None, torch.zeros(4, dtype=torch.bool))
+    torch.testing.assert_close(values, _snake_policy().value(obs, None, torch.zeros(4, dtype=torch.bool)))
+    assert policy.__dict__["_compiled"].compiled is None
