@@ -44,11 +44,12 @@
  *
  * Actions, MultiDiscrete [9, 17, 4, 17], in the hero's own (mirrored for team 1)
  * frame: move (0 stay, 1-8 N, NE, E, SE, S, SW, W, NW); attack target (an
- * observation row: 0 = the nearest enemy in range, 5-15 = that row's unit,
- * others = no attack); ability (0 none, 1 Blast, 2 Mend, 3 Blink); ability
- * target (an observation row; 0 = self). Any other int32 means 0 (attack and
- * ability target: none); an ability whose target is invalid or out of range,
- * or that lacks mana or cooldown, is not cast and costs nothing.
+ * observation row: 5-15 = that row's unit when it is in range; anything else,
+ * or a unit out of range, = the nearest enemy in range: heroes always attack
+ * when they can, as in the games this imitates); ability (0 none, 1 Blast,
+ * 2 Mend, 3 Blink); ability target (an observation row; 0 = self). Any other
+ * int32 means 0 (ability target: none); an ability whose target is invalid or
+ * out of range, or that lacks mana or cooldown, is not cast and costs nothing.
  *
  * Observation, a packed row (uint8, MOBA_OBS_BYTES): `entities`, float32
  * (17, 10), then `window`, int8 (11, 11): the cells within 5 of the hero, seen
@@ -750,6 +751,8 @@ static void moba_hero_act(moba *e, MobaGame *g, int h, int dir, int attack, int 
     }
     if (dir > 0) moba_move(e, u, MOBA_DX[dir], MOBA_DY[dir]);
     if (attack == MOBA_AUTO) attack = moba_nearest_enemy(g, h, u->range, 0, 1);
+    if (attack >= 0 && g->u[attack].team != u->team && moba_cheb(u, &g->u[attack]) > u->range)
+        attack = moba_nearest_enemy(g, h, u->range, 0, 1); /* out of range: whatever is in range */
     if (attack >= 0 && g->u[attack].team != u->team) moba_attack(e, g, h, attack);
 }
 
@@ -759,7 +762,7 @@ static void moba_agent_act(moba *e, MobaGame *g, int h, const int32_t *a) {
     uint32_t move = (uint32_t)a[0], atk = (uint32_t)a[1], ab = (uint32_t)a[2], at = (uint32_t)a[3];
     int dir = move < 9u ? (int)move : 0;
     if (dir && g->u[h].team == 1) dir = (dir + 3) % 8 + 1; /* mirrored frame: the opposite direction */
-    int attack = atk == 0u ? MOBA_AUTO : (atk >= 5u && atk <= 15u ? slot[atk] : -1);
+    int attack = atk >= 5u && atk <= 15u && slot[atk] >= 0 ? slot[atk] : MOBA_AUTO;
     int ability = ab < 4u ? (int)ab : 0;
     int target = at < (uint32_t)MOBA_ROWS ? (at == 0u ? h : slot[at]) : -1;
     moba_hero_act(e, g, h, dir, attack, ability, target);
