@@ -640,7 +640,8 @@ static void moba_creep_act(moba *e, MobaGame *g, int i) {
     MobaUnit *u = &g->u[i];
     if (!moba_valid_target(g, i, u->target, 5)) {
         u->target = -1;
-        if (((g->tick + i) & 1) == 0) u->target = (int16_t)moba_nearest_enemy(g, i, 3, 0, 0);
+        /* Idle creeps look around every fourth tick (staggered): most of them walk an empty lane. */
+        if (((g->tick + i) & 3) == 0) u->target = (int16_t)moba_nearest_enemy(g, i, 3, 0, 0);
     }
     if (u->target >= 0) {
         const MobaUnit *v = &g->u[u->target];
@@ -655,7 +656,8 @@ static void moba_creep_act(moba *e, MobaGame *g, int i) {
 
 static void moba_tower_act(moba *e, MobaGame *g, int i) {
     MobaUnit *u = &g->u[i];
-    if (!moba_valid_target(g, i, u->target, u->range)) u->target = (int16_t)moba_nearest_enemy(g, i, u->range, 1, 0);
+    if (!moba_valid_target(g, i, u->target, u->range))
+        u->target = u->atk_cd ? -1 : (int16_t)moba_nearest_enemy(g, i, u->range, 1, 0); /* looks when it can shoot */
     moba_attack(e, g, i, u->target);
 }
 

@@ -133,10 +133,10 @@ class Invariants:
 
 @pytest.mark.parametrize("opponent", [SELF_ONLY, SCRIPTED, RANDOM])
 def test_invariants_hold_after_every_step_of_long_random_runs(opponent: int) -> None:
-    with envs.make("moba", num_envs=6, seed=opponent, opponent=opponent, max_steps=700) as env:
+    with envs.make("moba", num_envs=6, seed=opponent, opponent=opponent, max_steps=1400) as env:
         rng = np.random.default_rng(opponent)
         inv = Invariants(env)
-        for t in range(3000):
+        for t in range(4500):
             env.step(wild_actions(env, rng, 0.05 if t % 3 else 0.0))
             inv.check()
         assert inv.ends["truncated"] > 0
@@ -152,8 +152,11 @@ def test_the_scripted_bot_beats_the_random_team() -> None:
             env.step()
             ended = env.game[:, GAME["tick"]] == 0
             results += env.game[ended, GAME["result"]].tolist()
-    assert len(results) >= 16
-    assert np.mean(np.array(results) == 1) >= 0.8, results
+    results = np.array(results)
+    decided = results[results != 3]
+    assert len(results) >= 16 and len(decided) >= 8
+    assert np.mean(decided == 1) >= 0.9, results  # it (almost) never loses
+    assert np.mean(results == 1) >= 0.6, results  # and usually wins before the tick limit
 
 
 def test_episodes_end_only_at_an_ancient_or_the_tick_limit_and_score_wins() -> None:
