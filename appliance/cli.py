@@ -193,8 +193,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="mean return of a run's greedy policy")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
-    evaluate.add_argument("--episodes", type=_positive_int, default=100, help="episodes (default 100)")
+    evaluate.add_argument("--episodes", type=_positive_int, default=100,
+                          help="episodes, or games with --opponent (default 100)")
+    evaluate.add_argument("--opponent", choices=("self", "scripted", "random"),
+                          help="team games (moba): play against this opponent and report the win rate")
     evaluate.set_defaults(func=cmd_eval)
+
+    render = commands.add_parser("render", help="draw a greedy game of a run as PNG frames or a GIF (moba)")
+    render.add_argument("env", choices=("moba",), metavar="ENV", help="the env to draw (moba)")
+    render.add_argument("run_dir", metavar="RUN_DIR", nargs="?",
+                        help="run whose latest checkpoint plays team 0 (default: the scripted bot plays it)")
+    render.add_argument("--out", default="moba.gif",
+                        help="a .gif file, or a directory for one PNG per frame (default moba.gif)")
+    render.add_argument("--opponent", choices=("self", "scripted", "random"), default="scripted",
+                        help="who plays team 1 (default scripted)")
+    render.add_argument("--steps", type=_positive_int, default=600, help="ticks to draw at most (default 600)")
+    render.add_argument("--every", type=_positive_int, default=2, help="draw every Nth tick (default 2)")
+    render.add_argument("--scale", type=_positive_int, default=8, help="pixels per cell (default 8)")
+    render.add_argument("--seed", type=int, default=0, help="the game's seed (default 0)")
+    render.add_argument("--ascii", action="store_true", help="also print the last frame as text")
+    render.set_defaults(func=cmd_render)
     return parser
 
 
@@ -373,7 +391,12 @@ def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
 def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     from learner.evaluate import evaluate
 
-    result = evaluate(args.run_dir, args.episodes)
+    result = evaluate(args.run_dir, args.episodes, opponent=args.opponent)
+    if args.opponent is not None:
+        console.print(f"win rate {result['win_rate']:.3f} vs {args.opponent} over {result['games']} games, "
+                      f"mean return {result['mean_return']:.2f} (checkpoint {result['checkpoint']}, "
+                      f"update {result['updates']})", highlight=False)
+        return 0
     console.print(f"mean return {result['mean_return']:.2f} over {result['episodes']} episodes "
                   f"(checkpoint {result['checkpoint']}, update {result['updates']})", highlight=False)
     return 0
@@ -383,6 +406,17 @@ def cmd_bench_api(args: argparse.Namespace, console: Console) -> int:
     from .bench import api as bench_api
 
     bench_api.run(args.runs, args.json, console)
+    return 0
+
+
+def cmd_render(args: argparse.Namespace, console: Console) -> int:
+    from . import render
+
+    frames = render.render(args.run_dir, args.out, opponent=args.opponent, steps=args.steps, every=args.every,
+                           scale=args.scale, seed=args.seed)
+    console.print(f"wrote {len(frames)} frames to {args.out}", highlight=False)
+    if args.ascii:
+        sys.stdout.write(frames[-1].text + "\n")
     return 0
 
 

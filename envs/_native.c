@@ -10,6 +10,7 @@
 #include "c/env.h"
 #include "c/cartpole.h"
 #include "c/grid.h"
+#include "c/moba.h"
 #include "c/snake.h"
 
 typedef struct {
@@ -39,8 +40,9 @@ typedef struct {
 /* The registry: one line per env. */
 ENV_KIND(cartpole)
 ENV_KIND(grid)
+ENV_KIND(moba)
 ENV_KIND(snake)
-static const EnvKind *KINDS[] = {&cartpole_kind, &grid_kind, &snake_kind};
+static const EnvKind *KINDS[] = {&cartpole_kind, &grid_kind, &moba_kind, &snake_kind};
 
 #define NUM_KINDS ((int)(sizeof(KINDS) / sizeof(KINDS[0])))
 #define MAX_PARAMS 32
@@ -95,23 +97,59 @@ static int read_params(const EnvKind *k, PyObject *seq, double *out) {
     return 0;
 }
 
-static PyObject *layout_dict(const Layout *L) {
-    PyObject *shape = PyTuple_New(L->obs_ndim);
-    if (!shape) return NULL;
-    for (int i = 0; i < L->obs_ndim; i++)
-        PyTuple_SET_ITEM(shape, i, PyLong_FromLong(L->obs_shape[i]));
-    PyObject *extra = PyTuple_New(MAX_EXTRAS);
-    if (!extra) {
-        Py_DECREF(shape);
-        return NULL;
+static PyObject *int_tuple(const int *values, int n) {
+    PyObject *t = PyTuple_New(n);
+    if (!t) return NULL;
+    for (int i = 0; i < n; i++) PyTuple_SET_ITEM(t, i, PyLong_FromLong(values[i]));
+    return t;
+}
+
+/* A layout the engine can serve: action and observation parts within their bounds. */
+static int check_layout(const EnvKind *k, const Layout *L) {
+    if (L->action_dims < 0 || L->action_dims > MAX_ACTION_DIMS || L->obs_parts < 0 ||
+        L->obs_parts > MAX_OBS_PARTS || L->obs_ndim < 1 || L->obs_ndim > MAX_OBS_DIMS) {
+        PyErr_Format(PyExc_RuntimeError, "%s declares an invalid layout", k->name);
+        return -1;
     }
+    for (int i = 0; i < L->action_dims; i++)
+        if (L->action_nvec[i] < 1) {
+            PyErr_Format(PyExc_RuntimeError, "%s declares an empty action dimension", k->name);
+            return -1;
+        }
+    for (int i = 0; i < L->obs_parts; i++)
+        if (L->obs_part[i].ndim < 1 || L->obs_part[i].ndim > MAX_OBS_DIMS) {
+            PyErr_Format(PyExc_RuntimeError, "%s declares an invalid observation part", k->name);
+            return -1;
+        }
+    return 0;
+}
+
+static PyObject *layout_dict(const Layout *L) {
+    PyObject *shape = int_tuple(L->obs_shape, L->obs_ndim);
+    PyObject *nvec = int_tuple(L->action_nvec, L->action_dims);
+    PyObject *extra = PyTuple_New(MAX_EXTRAS);
+    PyObject *parts = PyList_New(L->obs_parts);
+    if (!shape || !nvec || !extra || !parts) goto fail;
     for (int i = 0; i < MAX_EXTRAS; i++)
         PyTuple_SET_ITEM(extra, i, PyLong_FromLongLong(L->extra_elems[i]));
+    for (int i = 0; i < L->obs_parts; i++) {
+        const ObsPart *p = &L->obs_part[i];
+        char dt[2] = {p->dtype, 0};
+        PyObject *part = Py_BuildValue("(ssNdd)", p->name, dt, int_tuple(p->shape, p->ndim), p->low, p->high);
+        if (!part) goto fail;
+        PyList_SET_ITEM(parts, i, part);
+    }
     char dtype[2] = {L->obs_dtype, 0};
-    return Py_BuildValue("{s:i,s:N,s:s,s:d,s:d,s:i,s:N}", "agents_per_env", L->agents_per_env,
+    return Py_BuildValue("{s:i,s:N,s:s,s:d,s:d,s:i,s:N,s:N,s:N}", "agents_per_env", L->agents_per_env,
                          "obs_shape", shape, "obs_dtype", dtype, "obs_low", L->obs_low,
-                         "obs_high", L->obs_high, "num_actions", L->num_actions, "extra_elems",
-                         extra);
+                         "obs_high", L->obs_high, "num_actions", L->num_actions, "action_nvec", nvec,
+                         "obs_parts", parts, "extra_elems", extra);
+fail:
+    Py_XDECREF(shape);
+    Py_XDECREF(nvec);
+    Py_XDECREF(extra);
+    Py_XDECREF(parts);
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ Env type */
@@ -198,6 +236,7 @@ static int Env_init(EnvObject *self, PyObject *args, PyObject *kw) {
     memset(&self->layout, 0, sizeof(Layout));
     k->layout(self->params, &self->layout);
     const Layout *L = &self->layout;
+    if (check_layout(k, L) < 0) return -1;
     long long agents = (long long)num_envs * L->agents_per_env;
     if (L->agents_per_env < 1 || agents > INT32_MAX) {
         PyErr_Format(PyExc_ValueError, "%s: num_envs=%d gives an invalid agent count", name,
@@ -211,7 +250,8 @@ static int Env_init(EnvObject *self, PyObject *args, PyObject *kw) {
     const char *what[7] = {"observations", "actions", "rewards", "terminals", "truncations",
                            "masks", "final_observations"};
     Py_ssize_t obs_bytes = agents * obs_elems * typecode_size(L->obs_dtype);
-    Py_ssize_t sizes[7] = {obs_bytes, agents * 4, agents * 4, agents, agents, agents, obs_bytes};
+    Py_ssize_t act_bytes = agents * 4 * (L->action_dims > 0 ? L->action_dims : 1);
+    Py_ssize_t sizes[7] = {obs_bytes, act_bytes, agents * 4, agents, agents, agents, obs_bytes};
     for (int i = 0; i < 7; i++) {
         if (get_view(bufs[i], &self->views[i], what[i], sizes[i]) < 0) return -1;
         self->nviews = i + 1;
@@ -382,6 +422,7 @@ static PyObject *mod_layout(PyObject *m, PyObject *args) {
     Layout L;
     memset(&L, 0, sizeof(L));
     k->layout(values, &L);
+    if (check_layout(k, &L) < 0) return NULL;
     return layout_dict(&L);
 }
 

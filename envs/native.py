@@ -50,7 +50,7 @@ def buffer_spec(name: str, num_envs: int, **params: Any) -> dict[str, tuple[tupl
     agents = int(num_envs) * layout["agents_per_env"]
     spec = {
         "observations": ((agents, *layout["obs_shape"]), np.dtype(_DTYPES[layout["obs_dtype"]])),
-        "actions": ((agents,), np.dtype(np.int32)),
+        "actions": ((agents, *action_space(layout).shape), np.dtype(np.int32)),
         "rewards": ((agents,), np.dtype(np.float32)),
         "terminals": ((agents,), np.dtype(np.bool_)),
         "truncations": ((agents,), np.dtype(np.bool_)),
@@ -89,14 +89,8 @@ class NativeEnv:
         layout = _native.layout(name, list(self.params.values()))
         self.agents_per_env = layout["agents_per_env"]
         self.num_agents = self.num_envs * self.agents_per_env
-        dtype = _DTYPES[layout["obs_dtype"]]
-        self.single_observation_space = gymnasium.spaces.Box(
-            low=_bound(layout["obs_low"], dtype),
-            high=_bound(layout["obs_high"], dtype),
-            shape=tuple(layout["obs_shape"]),
-            dtype=dtype,
-        )
-        self.single_action_space = gymnasium.spaces.Discrete(layout["num_actions"])
+        self.single_observation_space = observation_space(name, layout)
+        self.single_action_space = action_space(layout)
         self.buffers = _take_buffers(name, spec, buffers or {})
         for key, array in self.buffers.items():
             setattr(self, key, array)
@@ -162,6 +156,46 @@ def serve_loop(envs: Sequence[Any]) -> Callable[[int, int, int], bytes | None] |
         return None
     engines = [env._env for env in envs]
     return lambda go, done, timeout_ms: _native.serve(engines, go, done, timeout_ms)
+
+
+def action_space(layout: Mapping[str, Any]) -> gymnasium.spaces.Space:
+    """Discrete(num_actions), or MultiDiscrete(action_nvec) when the env declares dimensions."""
+    if layout["action_nvec"]:
+        return gymnasium.spaces.MultiDiscrete(np.array(layout["action_nvec"], dtype=np.int64))
+    return gymnasium.spaces.Discrete(layout["num_actions"])
+
+
+def action_high(space: gymnasium.spaces.Space) -> Any:
+    """Exclusive upper bound of each action component: ``n`` or ``nvec`` (broadcasts over rows)."""
+    return space.nvec if isinstance(space, gymnasium.spaces.MultiDiscrete) else space.n
+
+
+def observation_space(name: str, layout: Mapping[str, Any]) -> gymnasium.spaces.Space:
+    """One Box, or, for envs that pack parts into uint8 rows, the PackedSpace of those parts.
+
+    env.h packs parts in declared order at offsets aligned to their dtype, as
+    :func:`envs.emulation.layout.layout_of` does; this checks the two agree.
+    """
+    dtype = _DTYPES[layout["obs_dtype"]]
+    if not layout["obs_parts"]:
+        return gymnasium.spaces.Box(
+            low=_bound(layout["obs_low"], dtype),
+            high=_bound(layout["obs_high"], dtype),
+            shape=tuple(layout["obs_shape"]),
+            dtype=dtype,
+        )
+    from .emulation.layout import layout_of  # emulation imports this module: import on use
+
+    parts = [
+        (part, gymnasium.spaces.Box(low=_bound(lo, _DTYPES[code]), high=_bound(hi, _DTYPES[code]),
+                                    shape=tuple(shape), dtype=_DTYPES[code]))
+        for part, code, shape, lo, hi in layout["obs_parts"]
+    ]
+    packed = layout_of(gymnasium.spaces.Dict(parts))
+    names = [leaf.name for leaf in packed.leaves]
+    if names != [p for p, _ in parts] or (packed.nbytes,) != tuple(layout["obs_shape"]) or dtype != np.uint8:
+        raise RuntimeError(f"{name}: the C header packs its observation parts differently from layout_of")
+    return packed.row_space()
 
 
 def _bound(value: float, dtype: type) -> Any:

@@ -1,7 +1,8 @@
 """Feature extractors built from an observation layout, so structured envs need no per-env code.
 
 Each leaf gets the encoder its kind calls for: a small CNN for images
-(uint8 ``HxWxC`` or ``CxHxW``), an embedding for Discrete/MultiDiscrete,
+(uint8 ``HxWxC`` or ``CxHxW``), embedded codes and a small CNN for int8
+``(H, W)`` grids of cell codes, an embedding for Discrete/MultiDiscrete,
 an MLP for everything else. Their outputs are concatenated into one feature
 vector of ``features_dim``.
 """
@@ -72,6 +73,29 @@ class EmbeddingEncoder(nn.Module):
         return self.embed(idx).flatten(1)
 
 
+class CodeGridEncoder(nn.Module):
+    """An int8 (H, W) grid of cell codes (a native env's egocentric window): embed, two 3x3 convolutions.
+
+    Codes are categories, not intensities, so each is embedded before the convolutions.
+    """
+
+    def __init__(self, space: Any, out: int, embed: int = 4) -> None:
+        super().__init__()
+        self.low = int(np.min(space.low))
+        self.embed = nn.Embedding(int(np.max(space.high)) - self.low + 1, embed)
+        self.conv = nn.Sequential(
+            nn.Conv2d(embed, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.conv(torch.zeros(1, embed, *space.shape)).shape[1]
+        self.head = nn.Sequential(nn.Linear(flat, out), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        codes = (x.long() - self.low).clamp_(0, self.embed.num_embeddings - 1)
+        return self.head(self.conv(self.embed(codes).permute(0, 3, 1, 2)))
+
+
 class VectorEncoder(nn.Module):
     """Flatten, float, one hidden layer."""
 
@@ -95,6 +119,8 @@ def leaf_encoder(leaf: Leaf, hidden: int, embed_dim: int) -> tuple[nn.Module, in
     channels_first = image_channels_first(leaf.shape) if leaf.kind == "box" else None
     if channels_first is not None and leaf.dtype == np.uint8:
         return ImageEncoder(leaf.shape, channels_first, hidden, 1 / 255), hidden
+    if leaf.kind == "box" and leaf.dtype == np.int8 and len(leaf.shape) == 2:
+        return CodeGridEncoder(leaf.space, hidden), hidden
     return VectorEncoder(max(leaf.count, 1), hidden), hidden
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from rich.console import Console
 
 import envs
+from envs.native import action_high
 
 from .common import human, pinned, progress, record, table, timed_rates, write_json
 
@@ -18,6 +19,7 @@ LAYOUTS: dict[str, dict[str, Any]] = {
     "grid": {"num_envs": 1024},  # 4 agents per map: 4096 agents
     # 1024 small maps x 4 snakes = 4096 agents.
     "snake": {"num_envs": 1024, "preset": "small"},
+    "moba": {"num_envs": 256},  # 10 heroes per map: 2560 agents
     # Each ALE game emulates 4 frames per step in C++; a few already make the Python call noise.
     "atari/pong": {"num_envs": 8},
     "atari/breakout": {"num_envs": 8},
@@ -29,8 +31,8 @@ def bench_env(name: str, seconds: float, runs: int, on_run: Any = None) -> dict[
     layout = LAYOUTS.get(name, {"num_envs": 1024})
     env = envs.make(name, seed=0, **layout)
     rng = np.random.default_rng(0)
-    n = env.single_action_space.n
-    actions = rng.integers(0, n, size=(ACTION_BATCHES, *env.actions.shape), dtype=np.int32)
+    high = action_high(env.single_action_space)
+    actions = rng.integers(0, high, size=(ACTION_BATCHES, *env.actions.shape), dtype=np.int32)
     counter = [0]
 
     def one_batch() -> int:

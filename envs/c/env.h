@@ -20,6 +20,15 @@
  * `final_observations`, so the learner can bootstrap from its value exactly.
  * Any int32 in `actions` must be safe: out-of-range values never index memory
  * (callers validate before stepping; envs must still not crash).
+ * Actions are Discrete(num_actions), one int32 per agent, unless the layout sets
+ * action_dims > 0: then MultiDiscrete(action_nvec), a row of action_dims int32s.
+ * Observations are one Box, unless the layout sets obs_parts > 0: then each row
+ * is obs_shape[0] uint8 bytes packing those parts (a Dict of Boxes, in order),
+ * each at the next offset aligned to its dtype's size, as
+ * envs.emulation.layout.layout_of packs a Dict, so the learner's structured
+ * encoders read the parts without copies.
+ * Agents whose rows are padding (dead, or not played by the learner) have
+ * `masks` 0; the learner ignores those rows.
  */
 #ifndef APPLIANCE_ENV_H
 #define APPLIANCE_ENV_H
@@ -46,6 +55,17 @@ typedef struct {
 
 #define MAX_OBS_DIMS 3
 #define MAX_EXTRAS 8
+#define MAX_ACTION_DIMS 8
+#define MAX_OBS_PARTS 4
+
+/* One part of a packed observation row: a Box of `dtype` (numpy typecode). */
+typedef struct {
+    const char *name;
+    char dtype;
+    int ndim;
+    int shape[MAX_OBS_DIMS];
+    double low, high;
+} ObsPart;
 
 typedef struct {
     int agents_per_env;
@@ -54,6 +74,10 @@ typedef struct {
     char obs_dtype;       /* numpy typecode */
     double obs_low, obs_high;
     int num_actions;      /* Discrete(num_actions); actions are int32 */
+    int action_dims;      /* > 0: MultiDiscrete(action_nvec[:action_dims]) instead */
+    int action_nvec[MAX_ACTION_DIMS];
+    int obs_parts;        /* > 0: rows are uint8 bytes packing obs_part[:obs_parts] */
+    ObsPart obs_part[MAX_OBS_PARTS];
     long long extra_elems[MAX_EXTRAS]; /* elements per env instance of each extra */
 } Layout;
 
@@ -63,7 +87,7 @@ typedef struct {
     int num_agents;         /* num_envs * agents_per_env */
     const double *params;   /* values in NAME_PARAMS order */
     void *observations;     /* num_agents * prod(obs_shape) elements */
-    const int32_t *actions; /* num_agents */
+    const int32_t *actions; /* num_agents rows of max(1, action_dims) */
     float *rewards;
     uint8_t *terminals;
     uint8_t *truncations;

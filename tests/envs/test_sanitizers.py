@@ -28,7 +28,7 @@ import sys
 import numpy as np
 import envs
 from envs import _native
-from envs.native import KINDS
+from envs.native import KINDS, action_high
 
 print("loaded", _native.__file__, flush=True)
 INT32 = np.iinfo(np.int32)
@@ -38,7 +38,7 @@ agent_steps = int(sys.argv[1])
 def run(name, num_envs, params, seed):
     env = envs.make(name, num_envs=num_envs, seed=seed, **params)
     rng = np.random.default_rng(seed)
-    n = env.single_action_space.n
+    n = action_high(env.single_action_space)
     steps = -(-agent_steps // env.num_agents)
     batches = rng.integers(0, n, size=(16, *env.actions.shape), dtype=np.int32)
     wild = rng.integers(INT32.min, INT32.max, size=(4, *env.actions.shape), endpoint=True, dtype=np.int32)
@@ -78,6 +78,7 @@ import threading
 import numpy as np
 import envs
 from envs import _native
+from envs.native import action_high
 
 print("loaded", _native.__file__, flush=True)
 COMMANDS = 6000  # 18 KB queued at once: more than the loop reads in one go
@@ -95,7 +96,8 @@ def answers(data):
 for name in envs.native_names():
     parts = [envs.make(name, num_envs=8, seed=s) for s in (1, 2, 3)]
     for part in parts:
-        part.actions[...] = np.random.default_rng(0).integers(0, part.single_action_space.n, part.actions.shape)
+        high = action_high(part.single_action_space)
+        part.actions[...] = np.random.default_rng(0).integers(0, high, part.actions.shape)
     loop = envs.serve_loop(parts)
     go_r, go_w = os.pipe()
     done_r, done_w = os.pipe()

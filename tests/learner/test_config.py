@@ -78,3 +78,25 @@ def test_validation_knows_every_policy_kind() -> None:
     from learner.policy import KINDS
 
     assert set(C.RULES["policy.kind"]) == set(KINDS)
+
+
+def test_every_shipped_config_has_the_same_keys() -> None:
+    """A key one env accepts is a key every env accepts (on_cpu tables aside: they are per env)."""
+    import tomllib
+
+    def keys(name: str) -> set[str]:
+        data = tomllib.loads((C.CONFIG_DIR / f"{name}.toml").read_text())
+        return flat(data)
+
+    def flat(data: dict) -> set[str]:
+        return {
+            f"{s}.{k}" for s, table in data.items() if s != C.CPU_TABLE for k in table if (s, k) != ("env", "params")
+        }
+
+    names = C.config_names()
+    assert len(names) >= 4
+    first = keys(names[0])
+    for name in names[1:]:
+        assert keys(name) == first, (name, sorted(keys(name) ^ first))
+    derived = flat(C.load("Acrobot-v1"))  # a config derived from an env's spaces takes the same keys
+    assert derived == first, sorted(derived ^ first)
