@@ -294,7 +294,7 @@ def _train(
                         outcome="target_reached" if reached_at is not None else None,  # a boundary ends it
                     ) or saved_path
                     last_saved = updates
-                if reporter is not None and updates == start_updates + 1 and updates < num_updates:
+                if reporter is not None and live is not False and start_updates + 1 == updates < num_updates:
                     rate = (agent_steps - start_steps) / elapsed
                     left = (num_updates - updates) * batch_steps
                     print(f"first update done: {rate:,.0f} agent steps/s, so the remaining {left:,} steps "

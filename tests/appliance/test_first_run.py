@@ -168,9 +168,9 @@ def test_envs_without_the_atari_extra(tmp_path, finished_run) -> None:
 def test_resume_of_a_run_that_reached_its_target_says_so(tmp_path, capsys) -> None:
     """A run stopped by --target-return is finished too, until the target changes."""
     run = tmp_path / "run"
-    assert main(["train", *TINY, "--total-steps", "6400", "--target-return", "5", "--run-dir", str(run)]) == 0
+    assert main(["train", *TINY, "--total-steps", "25600", "--target-return", "5", "--run-dir", str(run)]) == 0
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["outcome"] == "target_reached" and summary["agent_steps"] < 6400, summary
+    assert summary["outcome"] == "target_reached" and summary["agent_steps"] < 25600, summary
     before = digest(run)
     capsys.readouterr()
     assert main(["train", "--run-dir", str(run), "--resume", "--metrics-port", "0"]) == 0
@@ -178,4 +178,4 @@ def test_resume_of_a_run_that_reached_its_target_says_so(tmp_path, capsys) -> No
     assert "reached --target-return 5" in out and "--target-return 0" in out and "--total-steps" in out, out
     assert digest(run) == before
     assert main(["train", "--run-dir", str(run), "--resume", "--target-return", "0", "--metrics-port", "0"]) == 0
-    assert json.loads((run / "summary.json").read_text())["agent_steps"] == 6400
+    assert json.loads((run / "summary.json").read_text())["agent_steps"] == 25600
