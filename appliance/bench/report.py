@@ -54,6 +54,8 @@ def _value(r: dict[str, Any]) -> str:
 
 def _notes(r: dict[str, Any]) -> str:
     notes = []
+    if r.get("skipped"):
+        notes.append(f"left out: {r['skipped']}")
     if r.get("seconds_to_target") is not None:
         notes.append(f"{r['seconds_to_target']:.1f} s to return {r.get('target_return', 475):g}")
     if "reached_target" in r:

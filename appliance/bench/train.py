@@ -250,6 +250,18 @@ def run(
                            hyperparameters=ZOO_CARTPOLE)
             )
             bar.advance(task)
+    from . import puffer
+
+    why_not_puffer = puffer.unavailable()
+    if why_not_puffer is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        with progress(console) as bar:
+            task = bar.add_task("PufferLib PPO (its defaults, CartPole-v1)", total=1)
+            records.append(_summarize("pufferlib-ppo", "CartPole-v1", [puffer.train_cartpole(
+                1, TARGET, seconds_limit, device)], device=device))
+            bar.advance(task)
     base = records[0]
     for r in records[1:]:
         r["speedup_steps_per_second"] = base["steps_per_second"] / r["steps_per_second"]
@@ -273,6 +285,9 @@ def run(
         console.print("SB3 peer skipped: " + ("not requested" if not with_sb3 else
                       "only for cartpole" if env != "cartpole" else "stable-baselines3 is not installed "
                       "(the bench extra)"))
+    if why_not_puffer is not None:
+        console.print(f"PufferLib's trainer left out: {why_not_puffer}")
+        records.append({"bench": "train", "name": "pufferlib-ppo", "env": "CartPole-v1", "skipped": why_not_puffer})
     if do_metrics:
         off, on = records[0], next(r for r in records if r["name"] == "appliance-ppo-metrics-on")
         overhead = 1 - on["steps_per_second"] / off["steps_per_second"]
