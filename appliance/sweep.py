@@ -31,6 +31,7 @@ import threading
 import time
 import traceback
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,9 +243,25 @@ def counts(study: Any) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def _ask_lock(directory: Path) -> Iterator[None]:
-    """Local workers count and ask one at a time, so a sweep never starts more than --trials trials here."""
-    with open(directory / ".ask.lock", "a+") as f:
+def _ask_lock(spec: Spec, storage: Any) -> Iterator[None]:
+    """Workers count and ask one at a time, so a sweep never starts more than --trials trials.
+
+    On PostgreSQL the lock is the server's advisory lock (every machine's workers
+    take turns); otherwise a file lock in the sweep's directory (this machine's).
+    """
+    engine = getattr(storage, "engine", None)
+    if engine is not None and engine.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        key = zlib.crc32(f"appliance-sweep:{spec.name}".encode())
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        return
+    with open(spec.directory / ".ask.lock", "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -265,12 +282,13 @@ def next_trial(study: Any, spec: Spec) -> Any | None:
     """A new (or re-queued) trial with this process recorded on it, or None when the sweep has enough."""
     optuna = _need_optuna()
     states = (*_finished_states(), optuna.trial.TrialState.RUNNING)
-    with _ask_lock(spec.directory):
+    with _ask_lock(spec, study._storage):
         if len(study.get_trials(deepcopy=False, states=states)) >= spec.trials:
             return None
         trial = study.ask()
         pid = os.getpid()
-        trial.set_user_attr("worker", {"host": host_id(), "pid": pid, "pid_start": _process_start(pid)})
+        trial.set_user_attr("worker", {"host": host_id(), "pid": pid, "pid_start": _process_start(pid),
+                                       "cores": sorted(os.sched_getaffinity(0))})
         study._storage.record_heartbeat(trial._trial_id)
     return trial
 

@@ -3,9 +3,9 @@
 Either nested tables or quoted dotted keys name a key; each holds exactly one
 distribution::
 
+    "ppo.ent_coef" = { uniform = [0.0, 0.02] }  # before any [table]: TOML puts later keys in it
     [ppo.lr]
     log_uniform = [1e-4, 3e-2]
-    "ppo.ent_coef" = { uniform = [0.0, 0.02] }
     [ppo.update_epochs]
     int = [1, 6]
     [env.num_envs]
