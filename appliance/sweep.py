@@ -87,6 +87,7 @@ def open_storage(url: str) -> Any:
         engine = {"connect_args": {"timeout": 60}}  # several workers write to one file
     elif url.startswith("postgresql"):
         engine = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+        url = driver_url(url)
     try:
         return optuna.storages.RDBStorage(
             url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
@@ -95,6 +96,16 @@ def open_storage(url: str) -> Any:
     except Exception as exc:  # sqlalchemy's errors, a missing driver, a malformed URL
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"cannot open sweep storage {redact(url)}: {detail}") from None
+
+
+def driver_url(url: str) -> str:
+    """A bare ``postgresql://`` means psycopg 3 to SQLAlchemy 2.1; use psycopg2 when only it is installed."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
 
 
 @dataclass

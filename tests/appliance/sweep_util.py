@@ -77,8 +77,10 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 def study(name: str, storage: str) -> Any:
     import optuna
 
+    from appliance.sweep import driver_url
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=name, storage=storage)
+    return optuna.load_study(study_name=name, storage=driver_url(storage))
 
 
 def sqlite_url(runs: Path, name: str) -> str:
