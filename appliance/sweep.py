@@ -454,6 +454,28 @@ def run_trial(study: Any, trial: Any, spec: Spec) -> str:
     return "COMPLETE"
 
 
+def _warm_up(spec: Spec) -> None:
+    """One update of the base config in a scratch dir, before any trial's clock starts.
+
+    The first training in a process pays for imports and first calls (torch's
+    kernels, the optimizer, the env's module, the sampler's); a worker pays them
+    here once, so every trial starts training within a second of being asked.
+    """
+    import tempfile
+
+    import optuna.samplers  # noqa: F401
+
+    from learner.train import train
+
+    from . import train as launch
+
+    with tempfile.TemporaryDirectory(prefix="sweep-warmup-") as scratch, \
+            contextlib.suppress(Exception), _output_to(Path(scratch) / "train.log"):
+        config, _ = launch.resolve(spec.env, spec.overrides, scratch, False, {"train.total_steps": 1,
+                                                                             "train.checkpoint_every": 0})
+        train(config, Path(scratch), live=False)  # a real problem shows in the first trial, with its traceback
+
+
 def worker_main(spec: Spec, index: int) -> None:
     """One worker process: pinned to its cores, it runs trials until the sweep has enough."""
     cores = spec.cores[index % len(spec.cores)] if spec.cores else sorted(os.sched_getaffinity(0))
@@ -467,10 +489,7 @@ def worker_main(spec: Spec, index: int) -> None:
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.append(signum))
     signal.signal(signal.SIGINT, lambda signum, frame: stopping.append(signum))
-    # Imported before the first trial is asked, so no trial's clock includes torch's import.
-    import envs  # noqa: F401
-    import learner.train  # noqa: F401
-
+    _warm_up(spec)
     study = load_study(spec)
     failures = 0
     while not stopping:
@@ -496,6 +515,18 @@ def best(study: Any) -> tuple[int, float] | None:
         return None
     top = max(done, key=lambda t: float(t.values[0]))
     return top.number, float(top.values[0])
+
+
+def _log_finished(study: Any, announced: set[int], console: Any) -> None:
+    for t in study.get_trials(deepcopy=False):
+        if t.number in announced or not t.state.is_finished():
+            continue
+        announced.add(t.number)
+        ret = t.user_attrs.get("mean_return")
+        how = f"mean return {ret:.1f}" if ret is not None else t.user_attrs.get("failure", "no return")
+        wall = t.user_attrs.get("wall_seconds")
+        console.print(f"trial {t.number} {t.state.name.lower()}: {how}" + (f" in {wall:.1f} s" if wall else ""),
+                      highlight=False)
 
 
 def run(spec: Spec, console: Any, metrics_port: int = 0, metrics_addr: str = "127.0.0.1",
@@ -538,6 +569,7 @@ def run(spec: Spec, console: Any, metrics_port: int = 0, metrics_addr: str = "12
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     replaced, failing = 0, None
+    announced: set[int] = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     with SweepMetrics(metrics_port, metrics_addr, sweep=spec.name, env=spec.env) as exporter:
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                        console=console, disable=not progress, transient=False)
@@ -563,6 +595,8 @@ def run(spec: Spec, console: Any, metrics_port: int = 0, metrics_addr: str = "12
                 seen = counts(study)
                 top = best(study)
                 exporter.update(seen, spec.trials, top[1] if top else None)
+                if not console.is_terminal and progress:  # a log gets one line per finished trial instead
+                    _log_finished(study, announced, console)
                 note = f", best {top[1]:.1f} (trial {top[0]})" if top else ""
                 bar.update(task, completed=min(spec.trials, seen["complete"] + seen["pruned"]),
                            description=f"sweep {spec.name}: {seen['running']} running, {seen['pruned']} pruned"

@@ -1,6 +1,8 @@
 """A sweep's progress for Prometheus, served by the `appliance sweep` coordinator.
 
-Series (labels ``sweep`` and ``env``):
+Series (labels ``sweep``, ``env``, and ``run`` = ``sweep-NAME``, the sweep's
+directory, with ``rank`` 0, so the dashboard's run and rank variables select a
+sweep like a run; ``appliance_build_info`` too, which lists it among the runs):
 
 - ``appliance_sweep_trials_total{state="complete|pruned|failed"}``: finished
   trials in the sweep's storage, all machines together (a counter: finished
@@ -17,23 +19,27 @@ scrape only reads that snapshot, so it never touches the database.
 
 from __future__ import annotations
 
+import platform
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, Info, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .exporter import _check_port_number, _port_error
+from .exporter import _check_port_number, _port_error, _version
 
 FINISHED = {"complete": "complete", "pruned": "pruned", "fail": "failed"}  # Optuna's state name -> label
 IN_FLIGHT = ("running", "waiting")
 
 
+LABELS = ["sweep", "env", "run", "rank"]
+
+
 class _Snapshot(Collector):
     def __init__(self, sweep: str, env: str) -> None:
-        self.labels = [sweep, env]
+        self.labels = [sweep, env, f"sweep-{sweep}", "0"]
         self.lock = threading.Lock()
         self.counts: dict[str, int] = {}
         self.target: int | None = None
@@ -42,7 +48,7 @@ class _Snapshot(Collector):
     def collect(self) -> Iterator[Any]:
         with self.lock:
             counts, target, best = dict(self.counts), self.target, self.best
-        names = ["sweep", "env"]
+        names = LABELS
         total = CounterMetricFamily("appliance_sweep_trials", "Finished trials of the sweep, by how they ended.",
                                     labels=[*names, "state"])
         for state, label in FINISHED.items():
@@ -74,6 +80,9 @@ class SweepMetrics:
         self.registry = CollectorRegistry()
         self._snapshot = _Snapshot(sweep, env)
         self.registry.register(self._snapshot)
+        Info("appliance_build", "Versions this sweep coordinator runs.", ("rank", "env", "run"),
+             registry=self.registry).labels(rank="0", env=env, run=f"sweep-{sweep}").info(
+            {"version": _version("appliance"), "optuna": _version("optuna"), "python": platform.python_version()})
         self.port = port
         self._server = None
         if port:
