@@ -115,6 +115,7 @@ def plot(name: str, all_rows: list[dict[str, Any]], params: list[sweep_space.Par
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     shown = [r for r in all_rows if r["state"] in ("complete", "pruned") and r["mean_return"] is not None]
     panels = len(params) + 1
@@ -135,6 +136,7 @@ def plot(name: str, all_rows: list[dict[str, Any]], params: list[sweep_space.Par
             ax.set_xticks(range(len(p.choices)), [str(c) for c in p.choices])
         if p.kind == "log_uniform":
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # 3x10^-3 labels collide
         ax.set_xlabel(p.key)
         ax.set_ylabel("mean return")
         ax.grid(alpha=0.3)

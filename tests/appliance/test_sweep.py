@@ -253,3 +253,19 @@ def test_split_cores_never_overlaps_until_it_must() -> None:
 def test_redact_hides_the_password() -> None:
     assert sweep.redact("postgresql://me:pw@db:5432/s") == "postgresql://me:***@db:5432/s"
     assert sweep.redact("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+
+
+def test_return_per_second_is_two_objectives_without_pruning(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("APPLIANCE_RUNS_DIR", str(tmp_path / "runs"))
+    space = write_space(tmp_path, '[ppo.lr]\nlog_uniform = [1e-3, 3e-2]\n')
+    overrides = ["env.num_envs=16", "train.checkpoint_every=0", "train.log_every_seconds=30"]
+    spec = sweep.prepare("cartpole", str(space), 2, 4096, 1, None, "return-per-second", None, "mo", overrides)
+    assert spec.pruner == "none" and spec.directions() == ["maximize", "minimize"]
+    from rich.console import Console
+
+    sweep.run(spec, Console(file=open("/dev/null", "w")), progress=False)  # noqa: SIM115
+    trials = study("mo", spec.storage).get_trials()
+    check_nothing_lost_or_repeated(trials, 2)
+    for t in trials:
+        assert t.state.name == "COMPLETE" and len(t.values) == 2
+        assert t.values == [pytest.approx(t.user_attrs["mean_return"]), pytest.approx(t.user_attrs["wall_seconds"])]
