@@ -47,6 +47,7 @@ HEARTBEAT_S = 5
 GRACE_S = 30  # a trial silent this long on another machine is failed and re-queued
 MAX_CONSECUTIVE_FAILURES = 3  # a worker whose trials keep raising stops (a broken env, not a bad sample)
 EXIT_FAILING = 3
+STOP_GRACE_S = 60  # after Ctrl-C or SIGTERM, workers get this long to finish their update and checkpoint
 
 
 def _need_optuna() -> Any:
@@ -395,6 +396,9 @@ def run_trial(study: Any, trial: Any, spec: Spec) -> str:
     run_dir = (spec.directory / f"trial-{trial.number:04d}").resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     trial.set_user_attr("run_dir", str(run_dir))
+    for stale in ("failure", "mean_return", "outcome"):  # a retry starts with its failed original's attrs
+        if trial.user_attrs.get(stale) is not None:
+            trial.set_user_attr(stale, None)
     retry_of = study._storage.get_trial(trial._trial_id).system_attrs.get("failed_trial")
     beat = _Heartbeat(study._storage, trial._trial_id)
     prune = spec.objective == "return" and spec.pruner != "none"
@@ -523,7 +527,9 @@ def _log_finished(study: Any, announced: set[int], console: Any) -> None:
             continue
         announced.add(t.number)
         ret = t.user_attrs.get("mean_return")
-        how = f"mean return {ret:.1f}" if ret is not None else t.user_attrs.get("failure", "no return")
+        failure = t.user_attrs.get("failure")
+        how = failure if t.state.name == "FAIL" and failure else f"mean return {ret:.1f}" if ret is not None \
+            else "no return"
         wall = t.user_attrs.get("wall_seconds")
         console.print(f"trial {t.number} {t.state.name.lower()}: {how}" + (f" in {wall:.1f} s" if wall else ""),
                       highlight=False)
@@ -577,8 +583,21 @@ def run(spec: Spec, console: Any, metrics_port: int = 0, metrics_addr: str = "12
             task = bar.add_task(f"sweep {spec.name}", total=spec.trials)
             for i in range(spec.workers):
                 start(i)
+            stop_deadline: float | None = None
             while workers:
                 time.sleep(1.0)
+                if stopping and stop_deadline is None:
+                    stop_deadline = time.monotonic() + STOP_GRACE_S
+                if stop_deadline is not None and time.monotonic() > stop_deadline:
+                    for proc in workers.values():  # a worker that did not stop in time; its trial is re-queued
+                        if proc.is_alive() and proc.pid is not None:
+                            with contextlib.suppress(ProcessLookupError):
+                                os.kill(proc.pid, signal.SIGKILL)
+                    for proc in workers.values():
+                        proc.join(10)
+                    workers.clear()
+                    reclaim(study)
+                    break
                 for index, proc in list(workers.items()):
                     if proc.is_alive():
                         continue
