@@ -47,6 +47,7 @@ HEARTBEAT_S = 5
 GRACE_S = 30  # a trial silent this long on another machine is failed and re-queued
 MAX_CONSECUTIVE_FAILURES = 3  # a worker whose trials keep raising stops (a broken env, not a bad sample)
 EXIT_FAILING = 3
+SCHEMA_LOCK = zlib.crc32(b"appliance-sweep:schema")  # a PostgreSQL advisory lock key
 STOP_GRACE_S = 60  # after Ctrl-C or SIGTERM, workers get this long to finish their update and checkpoint
 
 
@@ -90,13 +91,34 @@ def open_storage(url: str) -> Any:
         engine = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
         url = driver_url(url)
     try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
-        )
+        with _schema_lock(url, engine):
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+            )
     except Exception as exc:  # sqlalchemy's errors, a missing driver, a malformed URL
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"cannot open sweep storage {redact(url)}: {detail}") from None
+
+
+@contextlib.contextmanager
+def _schema_lock(url: str, engine_kwargs: dict[str, Any]) -> Iterator[None]:
+    """On PostgreSQL, one process at a time opens the storage: two creating Optuna's tables at once collide."""
+    if not url.startswith("postgresql"):
+        yield
+        return
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK})
+            try:
+                yield
+            finally:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK})
+    finally:
+        engine.dispose()
 
 
 def driver_url(url: str) -> str:
