@@ -191,6 +191,46 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(doctor)
     doctor.set_defaults(func=cmd_doctor)
 
+    sweep_cmd = commands.add_parser(
+        "sweep", help="many trainings of one env on Optuna (resumable; workers on several machines share a storage)",
+        description="Runs --trials trainings of --env with values from --space; `appliance sweep report NAME` "
+                    "shows the results.",
+    )
+    sweep_cmd.add_argument("--env", help="env to train (required to run a sweep)")
+    sweep_cmd.add_argument("--space", metavar="SPACE.toml",
+                           help="config keys with a distribution each: uniform, log_uniform, int, categorical")
+    sweep_cmd.add_argument("--trials", type=_positive_int, default=16, help="finished trials to reach (default 16)")
+    sweep_cmd.add_argument("--steps", type=_positive_int, help="agent steps per trial (default: the config's)")
+    sweep_cmd.add_argument("--workers", type=_positive_int, default=1,
+                           help="trials at once on this machine, each on its own cores (default 1)")
+    sweep_cmd.add_argument("--storage", metavar="URL",
+                           help="Optuna RDB storage (default: SQLite in runs/sweep-NAME/; postgresql://... to "
+                                "share the sweep across machines)")
+    sweep_cmd.add_argument("--objective", choices=("return", "return-per-second"), default="return",
+                           help="return: the mean return; return-per-second: return up and wall time down "
+                                "(two objectives, a Pareto front; no pruning)")
+    sweep_cmd.add_argument("--pruner", choices=("median", "hyperband", "none"),
+                           help="stops hopeless trials from their mean return per update (default median; "
+                                "none with return-per-second)")
+    sweep_cmd.add_argument("--name", help="sweep name (default ENV-SPACESTEM); the same name continues a sweep")
+    sweep_cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                           help="fix a config value for every trial (repeatable)")
+    sweep_cmd.add_argument(
+        "--metrics-port", type=_port, default=_env_default("APPLIANCE_SWEEP_METRICS_PORT", "0"),
+        help="serve the sweep's progress for Prometheus on this port (default $APPLIANCE_SWEEP_METRICS_PORT or 0, off)",
+    )
+    sweep_cmd.add_argument("--metrics-addr", default="127.0.0.1", help="address /metrics listens on")
+    sweep_cmd.set_defaults(func=cmd_sweep)
+    sweep_actions = sweep_cmd.add_subparsers(dest="sweep_action", metavar="ACTION")
+    sweep_report = sweep_actions.add_parser("report", help="best trials as a table, a CSV and a PNG plot")
+    sweep_report.add_argument("sweep_name", metavar="NAME")
+    sweep_report.add_argument("--storage", dest="report_storage", metavar="URL",
+                              help="the sweep's storage (default: SQLite in runs/sweep-NAME/)")
+    sweep_report.add_argument("--top", type=_positive_int, default=10, help="trials in the table (default 10)")
+    sweep_report.add_argument("--out", metavar="DIR",
+                              help="where report.csv and report.png go (default: the sweep's dir)")
+    sweep_report.set_defaults(func=cmd_sweep_report)
+
     evaluate = commands.add_parser("eval", help="mean return of a run's greedy policy")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
     evaluate.add_argument("--episodes", type=_positive_int, default=100,
@@ -399,6 +439,40 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
         return 0
     console.print(f"mean return {result['mean_return']:.2f} over {result['episodes']} episodes "
                   f"(checkpoint {result['checkpoint']}, update {result['updates']})", highlight=False)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace, console: Console) -> int:
+    from . import sweep
+
+    if not args.env or not args.space:
+        raise ValueError("appliance sweep needs --env and --space (or: appliance sweep report NAME)")
+    spec = sweep.prepare(args.env, args.space, args.trials, args.steps, args.workers, args.storage,
+                         args.objective, args.pruner, args.name, args.overrides)
+    console.print(f"sweep {spec.name}: {spec.trials} trials of {spec.env}, {spec.steps:,} agent steps each, "
+                  f"{spec.workers} at once, objective {spec.objective}, pruner {spec.pruner}; storage "
+                  f"{sweep.redact(spec.storage)}; trials in {spec.directory}/ (Ctrl-C stops; the same command "
+                  "continues)", highlight=False, soft_wrap=True)
+    result = sweep.run(spec, console, args.metrics_port, args.metrics_addr)
+    seen, top = result["counts"], result["best"]
+    best = f"; best trial {top[0]}: mean return {top[1]:.1f}" if top else ""
+    console.print(f"sweep {spec.name}: {seen['complete']} complete, {seen['pruned']} pruned, {seen['fail']} failed "
+                  f"(re-queued ones run again), {seen['running']} running elsewhere{best}. See: appliance sweep "
+                  f"report {spec.name}" + (f" --storage {sweep.redact(spec.storage)}" if args.storage else ""),
+                  highlight=False, soft_wrap=True)
+    if result["stopped"]:
+        return EXIT_SIGNAL.get(result["stopped"], 130)
+    if result["failing"]:
+        Console(stderr=True, soft_wrap=True).print(f"appliance sweep: stopped, {result['failing']}; see the "
+                                                   f"train.log of the failed trials in {spec.directory}")
+        return EXIT_TARGET_MISSED
+    return 0
+
+
+def cmd_sweep_report(args: argparse.Namespace, console: Console) -> int:
+    from . import sweep_report
+
+    sweep_report.report(args.sweep_name, args.report_storage, args.top, args.out, console)
     return 0
 
 

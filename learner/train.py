@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,7 @@ def train(
     stop_after: int | None = None,
     live: bool | None = None,
     metrics: Any | None = None,
+    on_update: Callable[[dict[str, float]], bool] | None = None,
 ) -> dict[str, Any]:
     """Trains as configured, in ``run_dir``; returns the summary (rank 0 also writes ``summary.json``).
 
@@ -154,6 +156,10 @@ def train(
     ``metrics`` is this rank's metrics sink (``monitoring.MetricsExporter``'s
     methods; the caller owns it): the learner only feeds it, so it needs no
     import of ``monitoring`` and PPO stays free of it.
+    ``on_update`` is called after every update with ``update``, ``agent_steps``,
+    ``mean_return`` (the all-reduced window mean) and ``elapsed`` (seconds since
+    the loop, hence the first env reset, began); True stops the run with outcome
+    ``pruned`` and a checkpoint (a sweep's pruner; single-rank runs).
     """
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -176,7 +182,7 @@ def train(
     announce = f"stopping after this update: checkpoint to {checkpoint.checkpoint_dir(run_dir)}/"
     stop = StopRequest(announce if rank == 0 else None)
     try:
-        return _train(config, run_dir, resume, stop_after, live, rank, world, device, metrics, stop)
+        return _train(config, run_dir, resume, stop_after, live, rank, world, device, metrics, stop, on_update)
     finally:
         stop.restore()
         if distributed and dist.is_initialized():
@@ -194,6 +200,7 @@ def _train(
     device: torch.device,
     metrics: Any | None,
     stop: StopRequest,
+    on_update: Callable[[dict[str, float]], bool] | None = None,
 ) -> dict[str, Any]:
     tcfg = config["train"]
     cfg = ppo.PPOConfig.from_config(config["ppo"])
@@ -319,6 +326,11 @@ def _train(
                 if reached_at is not None:
                     outcome = "target_reached"
                     break
+                if on_update is not None and on_update(
+                    {"update": updates, "agent_steps": agent_steps, "mean_return": global_mean, "elapsed": elapsed}
+                ):
+                    outcome = "pruned"
+                    break
                 if flags[3] > 0 or (stop_after is not None and updates - start_updates >= stop_after):
                     outcome = "stopped"
                     break
@@ -359,7 +371,7 @@ def _train(
             "phase_seconds": _phases(rollout.times, learn_s, wall),
             "total_steps": num_updates * batch_steps,
             "target_return": target or None,
-            "outcome": outcome,  # finished, target_reached, target_missed or stopped
+            "outcome": outcome,  # finished, target_reached, target_missed, stopped or pruned
             "stop_signal": stop.signal,
             "checkpoint": str(saved_path) if saved_path is not None else None,
         }

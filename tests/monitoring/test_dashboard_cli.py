@@ -26,6 +26,11 @@ def exported_names() -> set[str]:
         for phase in PHASES:
             exporter.add_phase(phase, 0.0)
         names = {s.name for m in exporter.registry.collect() for s in m.samples}
+    from monitoring.sweep import SweepMetrics  # the `appliance sweep` coordinator's series (Sweeps row)
+
+    sweep = SweepMetrics(0, sweep="s", env="cartpole")
+    sweep.update({"complete": 1}, 2, 1.0)
+    names |= {s.name for m in sweep.registry.collect() for s in m.samples}
     return names | {f"appliance_gpu_{key}" for key in _GPU_DOCS} | {
         "appliance_actor_cpu_ratio", "appliance_actor_rss_bytes", "appliance_learner_cpu_ratio",
         "appliance_arena_shm_bytes"}
