@@ -6,6 +6,10 @@ episode ends by death (terminated: ``info["discount"]`` is 0) or at ``length``
 steps (truncated). At its end, ``info["episode_stats"]`` holds
 ``achievement_<name>``: 1.0 if the episode unlocked that achievement, else 0.0,
 so the episode means the pool reports are each achievement's unlock rate.
+
+A seed reproduces the world an episode starts in, not the whole episode: Crafter
+picks creatures to despawn from a set of objects, whose order follows memory
+addresses, so two runs from one seed part ways after the first despawn.
 """
 
 from __future__ import annotations

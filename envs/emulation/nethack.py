@@ -8,7 +8,8 @@ as they are, one aligned leaf each. ``drop_keys`` leaves keys out of the row.
 ``nethack/<task>`` asks NLE for every key except ``screen_descriptions``
 (21 x 79 x 80 bytes of text per step, which NLE only fills when asked);
 ``observation_keys=`` picks another set. A seed given to ``reset`` seeds
-NetHack's own generators (core and display), so a seed reproduces a game.
+NetHack's own generators (core and display) for that game and the ones after
+(:class:`SeededNLE`), so a seed reproduces a run.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnasium
+import numpy as np
 
 NETHACK = "nethack/"
 MINIHACK = "minihack/"
@@ -44,11 +46,22 @@ OBSERVATION_KEYS = (
 
 
 class SeededNLE(gymnasium.Wrapper):
-    """Passes ``reset(seed=s)`` on to NetHack's core and display generators (Gymnasium's seed alone does not)."""
+    """Seeds NetHack's core and display generators for every episode (Gymnasium's seed alone does not).
+
+    NLE applies its seeds to the next game only and draws fresh ones from the system
+    for the games after; here ``reset(seed=s)`` starts a generator from which each
+    later ``reset()`` draws the next game's seeds, so one seed reproduces the run.
+    """
+
+    def __init__(self, env: gymnasium.Env) -> None:
+        super().__init__(env)
+        self._seeds = np.random.default_rng()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
         if seed is not None:
-            self.env.unwrapped.seed(core=int(seed), disp=int(seed), reseed=False)
+            self._seeds = np.random.default_rng(int(seed))
+        core, disp = (int(s) for s in self._seeds.integers(0, 2**63, size=2))
+        self.env.unwrapped.seed(core=core, disp=disp, reseed=False)
         return self.env.reset(seed=seed, options=options)
 
 
