@@ -66,7 +66,8 @@ def _pool(env: str, n: int, cores: int, seconds: float, runs: int, tick: Callabl
     from actors import ActorPool
 
     batch = n // 2 if cores % 2 == 0 else n
-    with ActorPool(env, num_envs=n, num_actors=cores, batch_size=batch, seed=0, **params) as pool:
+    # Generous deadline: a Crafter reset builds a world, seconds per env on a loaded core.
+    with ActorPool(env, num_envs=n, num_actors=cores, batch_size=batch, seed=0, timeout=120.0, **params) as pool:
         space = pool.single_action_space
         acts = [a.astype(pool.buffers["actions"].dtype) for a in _actions(space, (pool.batch_rows,))]
         pool.async_reset(0)
