@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_options(bench_emu)
     bench_emu.add_argument("--num-envs", type=_positive_int, default=0,
                            help="envs of the Dict-observation entries (default 4 per core)")
+    bench_emu.add_argument("--env", default=None,
+                           help="one env (nethack/score, minihack/room-5x5, crafter, CartPole-v1...): plain loop, "
+                                "pool, AsyncVectorEnv and PufferLib side by side")
     bench_emu.set_defaults(func=cmd_bench_emulation)
     bench_api = targets.add_parser(
         "api", help="from your own code: SB3 PPO through the pool vs SubprocVecEnv; pool startup vs before"
@@ -495,6 +498,14 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_bench_emulation(args: argparse.Namespace, console: Console) -> int:
+    if args.env is not None:
+        from envs.registry import check_extra
+
+        from .bench import emulation_env
+
+        check_extra(args.env)
+        emulation_env.run(args.env, args.seconds, args.runs, args.json, console, num_envs=args.num_envs)
+        return 0
     from .bench import emulation as bench_emulation
 
     bench_emulation.run(args.seconds, args.runs, args.json, console, num_envs=args.num_envs)

@@ -30,7 +30,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 # Emulated envs listed by names(); any other Gymnasium id, PettingZoo module or ROM works too.
-EMULATED = tuple(f"atari/{game}" for game in emulation.atari.GAMES)
+EMULATED = (
+    tuple(f"atari/{game}" for game in emulation.atari.GAMES)
+    + tuple(f"nethack/{task}" for task in sorted(emulation.nethack.TASKS))
+    + ("minihack/room-5x5", "minihack/room-15x15", emulation.crafter.NAME)
+)
 
 # Env names whose package is optional: name prefix -> (module it needs, the pyproject extra that installs it).
 EXTRAS: dict[str, tuple[str, str]] = {
@@ -39,6 +43,9 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "MiniGrid-": ("minigrid", "minigrid"),
     "BabyAI-": ("minigrid", "minigrid"),
     "pettingzoo.butterfly.": ("pygame", "butterfly"),
+    "nethack/": ("nle", "nethack"),
+    "minihack/": ("minihack", "nethack"),
+    "crafter": ("crafter", "crafter"),
 }
 
 
@@ -148,7 +155,8 @@ def _looks_emulated(name: str) -> bool:
     from .emulation.gym import PLUGINS
 
     return (
-        name.startswith(("atari/", "pettingzoo.", "gym:"))
+        name.startswith(("atari/", "pettingzoo.", "gym:", "nethack/", "minihack/"))
+        or name == "crafter"
         or ":" in name
         or name in gymnasium.registry
         or name.startswith(tuple(PLUGINS))

@@ -61,6 +61,9 @@ _GPU_DOCS = {  # GpuReading field -> help; exported as appliance_gpu_<field>
 }
 
 
+ACHIEVEMENT = "achievement_"  # episode stats with this prefix are unlock rates, one series per achievement
+
+
 class MetricsPortError(OSError):
     """The metrics port cannot be bound (busy, privileged or a bad address)."""
 
@@ -162,6 +165,10 @@ class MetricsExporter:
         self._rate_child = self._rate.labels(**labels)
         self._return = gauge("appliance_episode_return", "Mean return of the episodes finished lately.")
         self._length = gauge("appliance_episode_length_steps", "Mean length of the episodes finished lately.")
+        # Envs that report achievements per episode (Crafter's achievement_<name>: 1 if unlocked).
+        self._achievements = gauge("appliance_episode_achievement_unlock_ratio",
+                                   "Share of the episodes finished lately that unlocked the achievement.",
+                                   ("achievement",))
         self._episodes = Counter("appliance_episodes", "Episodes finished.", _BASE, registry=reg)
         self._episodes_child = self._episodes.labels(**labels)
         phase = Counter(
@@ -239,6 +246,9 @@ class MetricsExporter:
             self._child(self._return).set(stats["episode_return"])
         if "episode_length" in stats:
             self._child(self._length).set(stats["episode_length"])
+        for key, rate in stats.items():
+            if key.startswith(ACHIEVEMENT):
+                self._achievements.labels(**self._labels, achievement=key[len(ACHIEVEMENT):]).set(rate)
 
     def add_phase(self, phase: str, seconds: float) -> None:
         """Adds wall ``seconds`` spent in ``phase`` (one of :data:`PHASES`)."""

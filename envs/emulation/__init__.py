@@ -3,6 +3,8 @@
 Names resolve in this order (see :func:`resolve`):
 
 1. ``atari/<game>``: ALE's native vector env (``atari/pong``, ``atari/breakout``, any ROM).
+   ``nethack/<task>``, ``minihack/<env>`` and ``crafter``: those packages' envs by
+   short name (:mod:`.nethack`, :mod:`.crafter`), stepped as Gymnasium envs.
 2. ``pettingzoo.<...>``: a PettingZoo module; its ``parallel_env`` (else ``env``
    through ``aec_to_parallel``).
 3. ``gym:<id>``: explicitly a Gymnasium id, for ids that a native name would shadow.
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .. import creators
-from . import atari, gym, pettingzoo, wrappers
+from . import atari, crafter, gym, nethack, pettingzoo, wrappers
 from .layout import Layout, Leaf, PackedSpace, layout_of
 from .vector import BufferSpec
 
@@ -58,6 +60,10 @@ def resolve(env: str | Callable[..., Any], params: Mapping[str, Any]) -> tuple[s
         return "atari", env, params
     if env.startswith("pettingzoo."):
         return "pettingzoo", pettingzoo.creator_for(env, **params), options
+    if env.startswith((nethack.NETHACK, nethack.MINIHACK)):
+        return "gym", nethack.creator_for(env, **params), options
+    if env == crafter.NAME:
+        return "gym", crafter.creator_for(env, **params), options
     env_id = env[len("gym:"):] if env.startswith("gym:") else env
     return "gym", gym.creator_for(env_id, **params), options
 

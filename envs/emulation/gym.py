@@ -11,6 +11,10 @@ import numpy as np
 from .layout import Layout, layout_of
 from .vector import BufferSpec, PythonEnvVector, spec_from_layouts
 
+# An env may report per-episode statistics of its own (a dict of numbers) under this
+# info key on the step that ends an episode; they are averaged with return and length.
+EPISODE_STATS = "episode_stats"
+
 
 def layouts(
     env: gymnasium.Env, drop_keys: Iterable[str] = (), drop_unsupported: bool = False
@@ -82,42 +86,58 @@ class GymnasiumVecEnv(PythonEnvVector):
         self.truncations[:] = False
         self.masks[:] = True
         self._returns[:] = 0
-        self._lengths[:] = 0
+        self._steps = 0
+        self._starts = np.zeros(self.num_envs, dtype=np.int64)
         return self.observations
+
+    def _bind(self, name: str, buffers: Mapping[str, np.ndarray] | None, seed: int) -> None:
+        self._reward_list = [0.0] * self.num_envs
+        self._raw_rewards = np.zeros(self.num_envs, dtype=np.float64)
+        super()._bind(name, buffers, seed)
 
     def step(self, actions: np.ndarray | None = None) -> None:
         """Steps every instance with ``self.actions`` (copied from ``actions`` if given)."""
         if actions is not None:
             self.actions[...] = actions
-        # Per env only the env's own step and one numpy write per observation leaf; flags,
-        # rewards and episode counters are gathered in lists and stored once per step.
-        read, write = self._act.read, self._obs.write
-        rewards, terminals, truncations = [], [], []
-        ended = False
-        for i, env in enumerate(self.envs):
-            obs, reward, terminated, truncated, _ = env.step(read(i))
-            terminated = bool(terminated)
-            truncated = bool(truncated) and not terminated
-            rewards.append(reward)
-            terminals.append(terminated)
-            truncations.append(truncated)
+        # Per env only the env's own step and one numpy write per observation leaf; rewards
+        # go into a list made once, flags and episode counters are stored once per step, and
+        # only the (rare) ended episodes are handled one by one.
+        write, rewards = self._obs.write, self._reward_list
+        ended = None
+        for i, (env, action) in enumerate(zip(self.envs, self._act.read_all(), strict=True)):
+            obs, reward, terminated, truncated, info = env.step(action)
+            rewards[i] = reward
             if terminated or truncated:
-                if truncated:
+                if truncated and not terminated:
                     self._final.write(i, obs)
-                ended = True
+                if ended is None:
+                    ended = []
+                ended.append((i, bool(terminated), info))
                 obs, _ = env.reset()
             write(i, obs)
-        self.rewards[:] = rewards
-        self.terminals[:] = terminals
-        self.truncations[:] = truncations
-        self._returns += np.asarray(rewards, dtype=np.float64)  # raw rewards, as the env gave them
-        self._lengths += 1
-        if ended:
-            done = self.terminals | self.truncations
-            self._log.add_many(int(done.sum()), episode_return=self._returns[done].sum(),
-                               episode_length=self._lengths[done].sum())
-            self._returns[done] = 0
-            self._lengths[done] = 0
+        raw = self._raw_rewards
+        raw[:] = rewards
+        self.rewards[:] = raw
+        self._returns += raw  # raw rewards, as the env gave them
+        self._steps += 1  # lengths are steps since each episode's start: no per-env counter to bump
+        self.terminals.fill(False)  # all rows: the actor may flag rows itself (a restart's truncation)
+        self.truncations.fill(False)
+        if ended is not None:
+            self._end(ended)
+
+    def _end(self, ended: list[tuple[int, bool, dict]]) -> None:
+        """Flags, episode statistics (and any ``info["episode_stats"]``) of the episodes that just ended."""
+        rows = [i for i, _, _ in ended]
+        self.terminals[rows] = [terminated for _, terminated, _ in ended]
+        self.truncations[rows] = [not terminated for _, terminated, _ in ended]
+        self._log.add_many(len(rows), episode_return=self._returns[rows].sum(),
+                           episode_length=len(rows) * self._steps - self._starts[rows].sum())
+        for _, _, info in ended:
+            extra = info.get(EPISODE_STATS) if isinstance(info, dict) else None
+            if extra:
+                self._log.add_sums(extra)
+        self._returns[rows] = 0
+        self._starts[rows] = self._steps
 
     def __repr__(self) -> str:
         return f"GymnasiumVecEnv({self.name!r}, num_envs={self.num_envs})"

@@ -321,20 +321,31 @@ class Packer:
             for leaf in layout.leaves
         ]
         # Per-step work is one numpy assignment (write) or conversion (read) per leaf:
-        # the key paths, casts and the structure are compiled here, once.
-        self._writers = list(zip(self.cols, getters(layout), strict=True))
+        # the key paths, casts, the structure and each row's leaf views are made here,
+        # once (a view assigned with [...] skips the row indexing of col[row] = ...).
+        self._getters = getters(layout)
+        self._row_views = [[col[row, ...] for col in self.cols] for row in range(len(buffer))]
         self._readers = [(col, _reader(leaf, cast, bounds))
                          for col, leaf, cast, bounds in zip(self.cols, layout.leaves, self._casts, self._bounds,
                                                             strict=True)]
         self._build = builder(layout)
+        # Discrete actions go to the env as Python ints, all rows converted in one call.
+        self.reads_ints = not layout.packed and layout.leaves[0].kind == "discrete"
 
     def write(self, row: int, value: Any) -> None:
         """Stores one agent's structure (as the env gives it) into row ``row``."""
+        views = self._row_views[row]
         if not self.layout.packed:
-            self.buffer[row] = value
+            views[0][...] = value
             return
-        for col, get in self._writers:
-            col[row] = get(value)
+        for view, get in zip(views, self._getters, strict=True):
+            view[...] = get(value)
+
+    def read_all(self) -> list[Any]:
+        """Every row as :meth:`read` gives it; for Discrete actions one ``tolist()``."""
+        if self.reads_ints:
+            return self.buffer.tolist()
+        return [self.read(row) for row in range(len(self.buffer))]
 
     def read(self, row: int) -> Any:
         """Row ``row`` as the structure the env expects, leaves in the space's own dtypes."""

@@ -52,6 +52,11 @@ class EpisodeLog:
             for key, value in sums.items():
                 self.sums[key] = self.sums.get(key, 0.0) + float(value)
 
+    def add_sums(self, sums: Mapping[str, float]) -> None:
+        """Adds statistics of episodes counted by ``add``/``add_many`` (an env's own per-episode stats)."""
+        for key, value in sums.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+
     def take(self) -> dict[str, float]:
         out: dict[str, float] = {"episodes": self.episodes}
         if self.episodes:

@@ -79,7 +79,8 @@ def test_hot_path_updates():
         exporter.observe_episodes({"episodes": 0})
         assert value(exporter, "appliance_episode_return") is None  # nothing finished: no made-up value
         exporter.observe_episodes({"episodes": 4, "episode_return": 21.5, "episode_length": 21.5, "score": 9})
-        exporter.observe_episodes({"episodes": 2, "episode_return": 30.0, "episode_length": 31.0})
+        exporter.observe_episodes({"episodes": 2, "episode_return": 30.0, "episode_length": 31.0,
+                                   "achievement_collect_wood": 0.5, "achievement_wake_up": 1.0})
         for phase in PHASES:
             exporter.add_phase(phase, 0.25)
         exporter.set_losses(dict.fromkeys(LOSSES, 0.125))
@@ -90,6 +91,8 @@ def test_hot_path_updates():
         assert value(exporter, "appliance_episodes_total") == 6
         assert value(exporter, "appliance_episode_return") == 30.0
         assert value(exporter, "appliance_episode_length_steps") == 31.0
+        assert value(exporter, "appliance_episode_achievement_unlock_ratio", achievement="collect_wood") == 0.5
+        assert value(exporter, "appliance_episode_achievement_unlock_ratio", achievement="wake_up") == 1.0
         assert all(value(exporter, "appliance_learner_phase_seconds_total", phase=p) == 0.25 for p in PHASES)
         assert all(value(exporter, f"appliance_{key}") == 0.125 for key in LOSSES)
         assert value(exporter, "appliance_actor_restarts_total") == 5
