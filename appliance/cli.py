@@ -11,32 +11,22 @@ from rich.console import Console
 from rich.markup import escape
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+def _number(kind: type, low: float, strict: bool):  # noqa: ANN202 - an argparse type
+    """An argparse type: ``kind(text)``, refused unless it is > ``low`` (``strict``) or >= ``low``."""
+
+    def parse(text: str) -> float | int:
+        value = kind(text)
+        if not (value > low if strict else value >= low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {text}")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _nonnegative_float(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+_positive_float = _number(float, 0, strict=True)
+_positive_int = _number(int, 1, strict=False)
+_nonnegative_float = _number(float, 0, strict=False)
+_nonnegative_int = _number(int, 0, strict=False)
 
 
 def _env_default(name: str, default: str) -> str:

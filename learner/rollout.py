@@ -246,6 +246,10 @@ class Rollout:
             for c, s in zip(self.carry["state"], state, strict=True):
                 c[:, rows] = s
 
+    def reward_per_step(self) -> float:
+        """Mean reward of the last rollout's unmasked steps."""
+        return float((self.rewards * self.masks).sum() / self.masks.sum().clamp(min=1))
+
     def batch(self) -> dict[str, Any]:
         """The rollout as the tensors :func:`learner.ppo.update` reads (advantages added by the caller)."""
         return dict(

@@ -254,12 +254,14 @@ def _train(
         rank_batch = cfg.num_steps * pool.num_agents
         restarts_seen = getattr(pool, "restarts", 0)
         phase_seen = {"env": 0.0, "inference": 0.0, "learn": 0.0, "wall": 0.0}
+        rewards: deque[float] = deque(maxlen=10)  # reward per agent-step of the last rollouts
         try:
             while updates < num_updates:
                 if updates == start_updates or (deterministic_resume and every and updates % every == 0):
                     rollout.restart(_restart_seed(seed, rank, updates))
                 ppo.anneal_lr(optimizer, cfg, updates + 1, num_updates)
                 rollout.collect()
+                rewards.append(rollout.reward_per_step())
                 t0 = time.perf_counter()
                 with torch.no_grad():
                     advantages, returns = compute_gae(
@@ -363,6 +365,9 @@ def _train(
             "steps_per_second": (agent_steps - start_steps) / wall if wall > 0 else 0.0,
             "wall_seconds": wall,
             "mean_return": None if math.isnan(global_mean) else global_mean,
+            # This rank's reward per agent-step over its last 10 rollouts: unlike the mean return of
+            # ended episodes, it does not favour short episodes (a grid agent that found the goal early).
+            "reward_per_step": sum(rewards) / len(rewards) if rewards else None,
             "ranks": world,
             "resumed_from_update": start_updates if resume else None,
             "device": str(device),

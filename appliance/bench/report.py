@@ -13,7 +13,7 @@ from typing import Any
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
 LAYOUT_KEYS = (
-    "agents", "num_envs", "num_actors", "batch_size", "order", "preset", "pool", "metrics", "ranks", "device",
+    "agents", "num_envs", "num_actors", "batch_size", "order", "preset", "pool", "policy", "metrics", "ranks", "device",
 )
 
 
@@ -64,6 +64,20 @@ def _notes(r: dict[str, Any]) -> str:
         notes.append(f"{r['cpu_ns_per_step']:.0f} CPU ns/step")
     if "speedup_steps_per_second" in r:
         notes.append(f"first row / this: {r['speedup_steps_per_second']:.1f}x steps/s")
+    if "ratio_to_pool" in r:
+        notes.append(f"/ pool alone: {r['ratio_to_pool']:.3g}")
+    if "phase_fraction" in r:
+        notes.append("time: " + ", ".join(f"{k} {v:.0%}" for k, v in r["phase_fraction"].items()))
+    if "gain_over_random" in r:
+        gain = r["gain_over_random"]
+        notes.append(f"{r.get('wall_seconds', 0):.0f} s: mean return "
+                     + ("n/a" if r["mean_return"] is None else f"{r['mean_return']:.2f}")
+                     + f", random policy {r['random_return']:.2f}"
+                     + ("" if gain is None else f", gain {gain:+.2f}"))
+        if r.get("reward_per_step") is not None:
+            notes.append(f"reward/step {r['reward_per_step']:.4g} (random {r['random_reward_per_step']:.4g})")
+    if r.get("overrides"):
+        notes.append("with " + " ".join(r["overrides"]))
     if "runs" in r and "overhead_ratio" not in r:
         notes.append(f"{len(r['runs'])} runs")
     return "; ".join(notes)

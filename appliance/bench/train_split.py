@@ -87,18 +87,22 @@ def rollout_rate(config: dict[str, Any], seconds: float) -> dict[str, float]:
 
 
 def train_for(config: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """Trains ``config`` for ``seconds`` of wall time (stopped as Ctrl-C would); returns the summary."""
+    """Trains ``config`` for ``seconds`` of wall time (stopped as Ctrl-C would), or until its own
+    ``train.total_steps`` if that comes first (its learning-rate schedule is part of the config);
+    returns the summary."""
     from learner.train import train
 
     from .train import _with_deadline
 
-    config = configs.apply_overrides(config, ["train.total_steps=1000000000000"])  # the clock ends it
     with tempfile.TemporaryDirectory(prefix="appliance-bench-train-") as run_dir:
         return _with_deadline(lambda: train(config, Path(run_dir), live=False), seconds)
 
 
-def random_return(config: dict[str, Any], steps: int = 1024, episodes: int = 100, max_steps: int = 100_000) -> float:
-    """Mean return of uniformly random actions on the config's env (same params, its own seed).
+def random_return(
+    config: dict[str, Any], steps: int = 1024, episodes: int = 100, max_steps: int = 100_000
+) -> tuple[float, float]:
+    """Mean return and reward per agent-step of uniformly random actions on the config's env (its params,
+    its own seed).
 
     Runs at least ``steps`` steps of every env, not just until ``episodes`` ended: the
     first episodes to end are the short ones (a grid agent that found the goal early,
@@ -113,9 +117,10 @@ def random_return(config: dict[str, Any], steps: int = 1024, episodes: int = 100
     space.seed(int(config["train"]["seed"]))
     try:
         pool.async_reset(int(config["train"]["seed"]) + 17)
-        ended, total = 0, 0.0
+        ended, total, reward = 0, 0.0, 0.0
         for step in range(max_steps):
-            pool.recv()
+            batch = pool.recv()
+            reward += float(batch[1][batch[4]].sum())  # rewards of unmasked rows
             actions = pool.actions
             actions[...] = np.stack([space.sample() for _ in range(len(actions))]).reshape(actions.shape)
             pool.send(actions)
@@ -124,7 +129,7 @@ def random_return(config: dict[str, Any], steps: int = 1024, episodes: int = 100
                 ended += int(stats["episodes"])
                 total += stats["episodes"] * stats["episode_return"]
             if ended >= episodes and step + 1 >= steps:
-                return total / ended
+                return total / ended, reward / ((step + 1) * pool.num_agents)
         raise RuntimeError(f"a random policy ended only {ended} episodes in {max_steps} steps")
     finally:
         pool.close()
@@ -172,7 +177,7 @@ def candidates(
     """(e): each candidate trains ``seconds``; return reached minus the random policy's, side by side."""
     with progress(console) as bar:
         task = bar.add_task(f"{env}: {len(named)} candidates x {seconds:g} s", total=len(named) + 1)
-        baseline = random_return(resolved(env, overrides))
+        baseline, baseline_rate = random_return(resolved(env, overrides))
         bar.advance(task)
         records = []
         for name, extra in named:
@@ -182,7 +187,9 @@ def candidates(
                 "bench": "train", "name": f"candidate-{name}", "env": env, "overrides": extra,
                 "wall_seconds": summary["wall_seconds"], "steps_per_second": summary["steps_per_second"],
                 "agent_steps": summary["agent_steps"], "mean_return": summary["mean_return"],
-                "random_return": baseline, "gain_over_random": gain, "runs": [summary["steps_per_second"]],
+                "random_return": baseline, "gain_over_random": gain,
+                "reward_per_step": summary["reward_per_step"], "random_reward_per_step": baseline_rate,
+                "runs": [summary["steps_per_second"]],
             })
             bar.advance(task)
     best = max((r["gain_over_random"] for r in records if r["gain_over_random"] is not None), default=None)
@@ -194,9 +201,11 @@ def candidates(
             "n/a" if r["mean_return"] is None else f"{r['mean_return']:.3f}",
             "n/a" if gain is None else f"{gain:+.3f}",
             "n/a" if gain is None or not best else f"{gain / best:.2f}",
+            "n/a" if r["reward_per_step"] is None else f"{r['reward_per_step']:.4g}",
         ])
-    out = table(f"{env}: learning per wall-second ({seconds:g} s each; random policy's return {baseline:.3f})",
-                ["candidate", "overrides", "steps/s", "mean return", "- random", "/ best"], rows)
+    out = table(f"{env}: learning per wall-second ({seconds:g} s each; random policy: return {baseline:.3f}, "
+                f"reward/step {baseline_rate:.4g})",
+                ["candidate", "overrides", "steps/s", "mean return", "- random", "/ best", "reward/step"], rows)
     out.columns[1].overflow = "fold"
     console.print(out)
     return records

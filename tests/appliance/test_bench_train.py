@@ -61,6 +61,7 @@ def test_bench_train_split_and_candidates(tmp_path, capsys) -> None:
     assert as_is["random_return"] == tiny["random_return"] > 0  # one baseline, measured once
     for r in (as_is, tiny):
         assert r["gain_over_random"] == pytest.approx(r["mean_return"] - r["random_return"])
+        assert 0 < r["random_reward_per_step"] <= 1 and 0 < r["reward_per_step"] <= 1  # cartpole pays 1 a step
     # Three seconds of cartpole's tuned config leave a learning rate 1000x smaller behind.
     assert as_is["mean_return"] > tiny["mean_return"]
     text = capsys.readouterr().out

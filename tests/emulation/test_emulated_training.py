@@ -24,6 +24,12 @@ def test_generic_config_for_a_gymnasium_id() -> None:
     assert cfg["env"]["name"] == "gym:CartPole-v1" and cfg["policy"]["kind"] == "auto"
     assert C.load("Pendulum-v1")["ppo"]["ent_coef"] == 0.0  # continuous: CleanRL's continuous settings
     assert C.load("cartpole")["env"]["name"] == "cartpole"  # a shipped TOML still wins
+    # Vector observations step on every core (actors), 32 envs: a batch per group worth acting on.
+    acrobot = C.load("Acrobot-v1")
+    assert acrobot["pool"]["kind"] == "actors" and acrobot["env"]["num_envs"] == 32
+    assert acrobot["env"]["num_envs"] * acrobot["ppo"]["num_steps"] == 1024  # CleanRL's 8 x 128 per update
+    assert acrobot["train"]["torch_threads"] == 1
+    C.validate(acrobot)
 
 
 def test_encoders_follow_the_observation_space() -> None:
