@@ -13,7 +13,8 @@ from typing import Any
 START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
 LAYOUT_KEYS = (
-    "agents", "num_envs", "num_actors", "batch_size", "order", "preset", "pool", "policy", "metrics", "ranks", "device",
+    "agents", "num_envs", "num_actors", "batch_size", "order", "preset", "pool", "policy", "metrics", "ranks",
+    "device", "load",
 )
 
 
