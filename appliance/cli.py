@@ -262,7 +262,11 @@ def cmd_envs(args: argparse.Namespace, console: Console) -> int:
         if missing is not None:  # listed all the same, with the one line that installs it
             out.add_row(name, escape(f"not installed: {missing.split(': ', 1)[1]}"), "-", "-")
             continue
-        env = envs.make(name, num_envs=1)
+        try:
+            env = envs.make(name, num_envs=1)
+        except Exception as exc:  # noqa: BLE001 - one broken env is a row that says so, not a crash
+            out.add_row(name, escape(f"cannot be made: {type(exc).__name__}: {exc}"), "-", "-")
+            continue
         spaces = (str(env.single_observation_space), str(env.single_action_space))
         out.add_row(name, *spaces, str(env.num_agents))
         env.close()

@@ -56,12 +56,17 @@ class SeededNLE(gymnasium.Wrapper):
     def __init__(self, env: gymnasium.Env) -> None:
         super().__init__(env)
         self._seeds = np.random.default_rng()
+        self._fixed = False  # the task refuses seeds (NetHackChallenge)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
         if seed is not None:
             self._seeds = np.random.default_rng(int(seed))
         core, disp = (int(s) for s in self._seeds.integers(0, 2**63, size=2))
-        self.env.unwrapped.seed(core=core, disp=disp, reseed=False)
+        if not self._fixed:
+            try:
+                self.env.unwrapped.seed(core=core, disp=disp, reseed=False)
+            except RuntimeError:  # NetHackChallenge refuses seeds by design: its games stay unseeded
+                self._fixed = True
         return self.env.reset(seed=seed, options=options)
 
 
