@@ -87,15 +87,14 @@ def rollout_rate(config: dict[str, Any], seconds: float) -> dict[str, float]:
 
 
 def train_for(config: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """Trains ``config`` for ``seconds`` of wall time (stopped as Ctrl-C would), or until its own
-    ``train.total_steps`` if that comes first (its learning-rate schedule is part of the config);
-    returns the summary."""
+    """Trains ``config`` until ``seconds`` of wall time have passed at the end of an update (at least
+    one update), or until its own ``train.total_steps`` if that comes first (its learning-rate schedule
+    is part of the config); returns the summary. The clock is read between updates, never by a signal,
+    so a short deadline cannot land in the pool's start-up or the final checkpoint."""
     from learner.train import train
 
-    from .train import _with_deadline
-
     with tempfile.TemporaryDirectory(prefix="appliance-bench-train-") as run_dir:
-        return _with_deadline(lambda: train(config, Path(run_dir), live=False), seconds)
+        return train(config, Path(run_dir), live=False, on_update=lambda info: info["elapsed"] >= seconds)
 
 
 def random_return(
