@@ -185,6 +185,7 @@ typedef struct {
     int16_t live[2][MOBA_UNITS], lx[2][MOBA_UNITS], ly[2][MOBA_UNITS];
     int8_t lkind[2][MOBA_UNITS];
     uint8_t crowd[2][MOBA_BLOCKS]; /* how many of the table's living units stand in each 4x4 block */
+    uint32_t crowded[2][MOBA_BSIDE]; /* per row of blocks, a bit for each block with someone in it */
     int nlive[2], top; /* top: one past the highest unit slot used this game */
     int8_t seen[2][MOBA_AGENTS]; /* team t sees hero j */
     float reward[MOBA_AGENTS];
@@ -203,6 +204,7 @@ typedef struct {
     int8_t *padded;          /* P*P terrain with a wall border */
     int8_t *padded1;         /* the same seen by team 1: rotated half a turn */
     int8_t *cells[2];        /* padded and padded1 with each team's view of the units painted on, per map in turn */
+    int32_t painted[MOBA_UNITS], npainted; /* the cells painted on (team 0's view) */
     uint16_t *flow[2];       /* BFS distance to each team's fountain (65535: unreachable) */
     int32_t *queue;          /* BFS scratch (init only) */
     MobaGame *games;
@@ -212,6 +214,7 @@ typedef struct {
     uint8_t *terminals, *truncations, *masks;
     int8_t *x_terrain;
     float *x_heroes, *x_units, *x_game;
+    float thirds[8]; /* towers alive / 3 for each set of standing towers, summed as one by one */
     float along[2][2 * MOBA_MAX_SIZE + 1]; /* team t's observed offset for a cell difference d, at d + MAX */
     Log log;
 } moba;
@@ -356,6 +359,8 @@ static void moba_build_map(moba *e) {
     memcpy(e->cells[1], e->padded1, (size_t)P * P);
     moba_bfs(e, 0);
     moba_bfs(e, 1);
+    for (int m = 0; m < 8; m++)
+        for (int k = 0; k < 3; k++) e->thirds[m] += (float)(m >> k & 1) / 3.0f;
     for (int t = 0; t < 2; t++)
         for (int d = -MOBA_MAX_SIZE; d <= MOBA_MAX_SIZE; d++)
             e->along[t][d + MOBA_MAX_SIZE] = moba_clampf((t ? -1.0f : 1.0f) * (float)d / 10.0f, 4.0f);
@@ -498,11 +503,17 @@ static void moba_new_game(moba *e, MobaGame *g) {
     for (int c = 0; c < MOBA_CAMPS; c++) moba_spawn_camp(g, e, c);
 }
 
-static inline int moba_block(int x, int y) { return (y >> 2) * MOBA_BSIDE + (x >> 2); }
+static inline void moba_enter(MobaGame *g, int t, int x, int y) {
+    if (g->crowd[t][(y >> 2) * MOBA_BSIDE + (x >> 2)]++ == 0) g->crowded[t][y >> 2] |= 1u << (x >> 2);
+}
+static inline void moba_leave(MobaGame *g, int t, int x, int y) {
+    if (--g->crowd[t][(y >> 2) * MOBA_BSIDE + (x >> 2)] == 0) g->crowded[t][y >> 2] &= ~(1u << (x >> 2));
+}
 
 static void moba_build_live(MobaGame *g) {
     g->nlive[0] = g->nlive[1] = 0;
     memset(g->crowd, 0, sizeof(g->crowd));
+    memset(g->crowded, 0, sizeof(g->crowded));
     for (int i = 0; i < g->top; i++) {
         MobaUnit *u = &g->u[i];
         u->lk = -1;
@@ -513,7 +524,7 @@ static void moba_build_live(MobaGame *g) {
         g->lx[t][k] = u->x;
         g->ly[t][k] = u->y;
         g->lkind[t][k] = u->kind;
-        g->crowd[t][moba_block(u->x, u->y)]++;
+        moba_enter(g, t, u->x, u->y);
     }
 }
 
@@ -521,11 +532,10 @@ static void moba_build_live(MobaGame *g) {
 static int moba_any_near(const MobaGame *g, int t, int x, int y, int r) {
     int x0 = x - r < 0 ? 0 : (x - r) >> 2, y0 = y - r < 0 ? 0 : (y - r) >> 2;
     int x1 = (x + r) >> 2, y1 = (y + r) >> 2;
-    x1 = x1 < MOBA_BSIDE ? x1 : MOBA_BSIDE - 1;
     y1 = y1 < MOBA_BSIDE ? y1 : MOBA_BSIDE - 1;
+    uint32_t cols = (x1 < 31 ? (2u << x1) - 1 : ~0u) & ~((1u << x0) - 1);
     for (int by = y0; by <= y1; by++)
-        for (int bx = x0; bx <= x1; bx++)
-            if (g->crowd[t][by * MOBA_BSIDE + bx]) return 1;
+        if (g->crowded[t][by] & cols) return 1;
     return 0;
 }
 
@@ -535,8 +545,8 @@ static inline void moba_put(MobaGame *g, MobaUnit *u, int x, int y) {
         int t = u->team;
         g->lx[t][u->lk] = (int16_t)x;
         g->ly[t][u->lk] = (int16_t)y;
-        g->crowd[t][moba_block(u->x, u->y)]--;
-        g->crowd[t][moba_block(x, y)]++;
+        moba_leave(g, t, u->x, u->y);
+        moba_enter(g, t, x, y);
     }
     u->x = (int16_t)x;
     u->y = (int16_t)y;
@@ -607,7 +617,7 @@ static void moba_kill(moba *e, MobaGame *g, int killer, int victim) {
     g->deaths++;
     if (v->lk >= 0) { /* out of every scan */
         g->lx[(int)v->team][v->lk] = g->ly[(int)v->team][v->lk] = MOBA_FAR;
-        g->crowd[(int)v->team][moba_block(v->x, v->y)]--;
+        moba_leave(g, v->team, v->x, v->y);
         v->lk = -1;
     }
     if (team < 2) moba_share_xp(g, v, team, MOBA_XP[(int)v->kind]);
@@ -940,20 +950,20 @@ static void moba_paint(moba *e, const MobaGame *g) {
                                       {MOBA_ALLY_ANCIENT, MOBA_ENEMY_ANCIENT},
                                       {MOBA_NEUTRAL, MOBA_NEUTRAL}};
     int P = e->P, last = P * P - 1;
+    e->npainted = 0;
     for (int i = g->top - 1; i >= 0; i--) {
         const MobaUnit *u = &g->u[i];
         if (!u->alive) continue;
         int c = (u->y + MOBA_V) * P + u->x + MOBA_V;
+        e->painted[e->npainted++] = c;
         e->cells[0][c] = code[(int)u->kind][u->team & 1];
         e->cells[1][last - c] = code[(int)u->kind][(u->team ^ 1) & 1];
     }
 }
-static void moba_unpaint(moba *e, const MobaGame *g) {
-    int P = e->P, last = P * P - 1;
-    for (int i = 0; i < g->top; i++) {
-        const MobaUnit *u = &g->u[i];
-        if (!u->alive) continue;
-        int c = (u->y + MOBA_V) * P + u->x + MOBA_V;
+static void moba_unpaint(moba *e) {
+    int last = e->P * e->P - 1;
+    for (int k = 0; k < e->npainted; k++) {
+        int c = e->painted[k];
         e->cells[0][c] = e->padded[c];
         e->cells[1][last - c] = e->padded1[last - c];
     }
@@ -987,15 +997,26 @@ static void moba_unit_row(const moba *e, const MobaGame *g, int h, int j, float 
     row[9] = v->target == h ? 1.0f : 0.0f;
 }
 
+/* Row `row` shows unit j (-1: none, zeros) to hero h; `slot` records which. */
+static inline void moba_show(const moba *e, const MobaGame *g, int h, int j, float *row, int16_t *slot) {
+    *slot = (int16_t)j;
+    if (j >= 0) moba_unit_row(e, g, h, j, row);
+    else memset(row, 0, MOBA_FEATS * sizeof(float));
+}
+
+/* Which of team t's towers stand, a bit each. */
+static inline int moba_towers(const MobaGame *g, int t) {
+    const MobaUnit *s = &g->u[MOBA_FIRST_STRUCT + 4 * t];
+    return s[0].alive | s[1].alive << 1 | s[2].alive << 2;
+}
+
 /* Writes hero h's observation into `out` and records which unit each row shows. */
 static void moba_observe(const moba *e, MobaGame *g, int h, uint8_t *out) {
     float(*rows)[MOBA_FEATS] = (float(*)[MOBA_FEATS])(void *)out; /* rows are 4-byte aligned */
-    memset(out, 0, MOBA_ENTITY_BYTES);
     MobaHero *me = &g->h[h];
     const MobaUnit *u = &g->u[h];
     int t = u->team, o = 1 - t, S = e->S, P = e->P;
     int16_t *slot = me->slot;
-    for (int r = 0; r < MOBA_ROWS; r++) slot[r] = -1;
     slot[0] = (int16_t)h;
     float *self = rows[0];
     self[0] = (float)u->alive;
@@ -1009,23 +1030,18 @@ static void moba_observe(const moba *e, MobaGame *g, int h, uint8_t *out) {
     for (int k = 0, r = 1; k < MOBA_TEAM; k++) {
         int j = t * MOBA_TEAM + k;
         if (j == h) continue;
-        if (g->u[j].alive) {
-            moba_unit_row(e, g, h, j, rows[r]);
-            slot[r] = (int16_t)j;
-        } else {
-            rows[r][8] = (float)g->h[j].respawn / (float)e->respawn_time;
-        }
+        moba_show(e, g, h, g->u[j].alive ? j : -1, rows[r], &slot[r]);
+        if (!g->u[j].alive) rows[r][8] = (float)g->h[j].respawn / (float)e->respawn_time;
         r++;
     }
     for (int k = 0; k < MOBA_TEAM; k++) {
         int j = o * MOBA_TEAM + k;
-        if (!g->seen[t][j]) continue;
-        moba_unit_row(e, g, h, j, rows[5 + k]);
-        slot[5 + k] = (int16_t)j;
+        moba_show(e, g, h, g->seen[t][j] ? j : -1, rows[5 + k], &slot[5 + k]);
     }
     /* The four nearest enemy creeps within sight, by distance then index: distances to every enemy
      * in one vectorized pass (MOBA_FAR for what is not a creep), then the few in sight in order. */
-    int n = moba_any_near(g, o, u->x, u->y, MOBA_V) ? g->nlive[o] : 0, near[4], near_d[4], found = 0;
+    int any = u->alive ? g->seen[o][h] : moba_any_near(g, o, u->x, u->y, MOBA_V); /* an enemy within sight */
+    int n = any ? g->nlive[o] : 0, near[4], near_d[4], found = 0;
     int16_t dist[MOBA_UNITS];
     const int16_t *xs = g->lx[o], *ys = g->ly[o];
     const int8_t *kind = g->lkind[o];
@@ -1045,33 +1061,24 @@ static void moba_observe(const moba *e, MobaGame *g, int h, uint8_t *out) {
         near[p] = g->live[o][k];
         near_d[p] = d;
     }
-    for (int k = 0; k < found; k++) {
-        moba_unit_row(e, g, h, near[k], rows[10 + k]);
-        slot[10 + k] = (int16_t)near[k];
-    }
+    for (int k = 0; k < 4; k++) moba_show(e, g, h, k < found ? near[k] : -1, rows[10 + k], &slot[10 + k]);
     int best = -1, best_d = 1 << 30; /* the nearest enemy structure, at any distance */
-    for (int j = MOBA_FIRST_STRUCT + 4 * o; j < MOBA_FIRST_STRUCT + 4 * o + 4; j++)
-        if (g->u[j].alive && moba_cheb(u, &g->u[j]) < best_d) { best = j; best_d = moba_cheb(u, &g->u[j]); }
-    if (best >= 0) {
-        moba_unit_row(e, g, h, best, rows[14]);
-        slot[14] = (int16_t)best;
-    }
+    for (int j = MOBA_FIRST_STRUCT + 4 * o, d; j < MOBA_FIRST_STRUCT + 4 * o + 4; j++)
+        if (g->u[j].alive && (d = moba_cheb(u, &g->u[j])) < best_d) { best = j; best_d = d; }
+    moba_show(e, g, h, best, rows[14], &slot[14]);
     int camp = -1, camp_d = MOBA_V + 1;
-    for (int c = MOBA_FIRST_CAMP; c < MOBA_FIRST_CREEP; c++)
-        if (g->u[c].alive && moba_cheb(u, &g->u[c]) < camp_d) { camp = c; camp_d = moba_cheb(u, &g->u[c]); }
-    if (camp >= 0) {
-        moba_unit_row(e, g, h, camp, rows[15]);
-        slot[15] = (int16_t)camp;
-    }
+    for (int c = MOBA_FIRST_CAMP, d; c < MOBA_FIRST_CREEP; c++)
+        if (g->u[c].alive && (d = moba_cheb(u, &g->u[c])) < camp_d) { camp = c; camp_d = d; }
+    moba_show(e, g, h, camp, rows[15], &slot[15]);
     float *game = rows[16];
+    slot[16] = -1;
+    game[8] = game[9] = 0.0f;
     const MobaUnit *own = &g->u[MOBA_FIRST_STRUCT + 4 * t + 3], *enemy = &g->u[MOBA_FIRST_STRUCT + 4 * o + 3];
     game[0] = moba_minf((float)g->tick / (float)e->max_steps, 1.0f);
     game[1] = own->hp / own->hp_max;
     game[2] = enemy->hp / enemy->hp_max;
-    for (int k = 0; k < 3; k++) {
-        game[3] += (float)g->u[MOBA_FIRST_STRUCT + 4 * t + k].alive / 3.0f;
-        game[4] += (float)g->u[MOBA_FIRST_STRUCT + 4 * o + k].alive / 3.0f;
-    }
+    game[3] = e->thirds[moba_towers(g, t)];
+    game[4] = e->thirds[moba_towers(g, o)];
     game[5] = moba_minf(me->gold / 2000.0f, 1.0f);
     float lo = 50.0f * (float)(me->level * (me->level - 1)), hi = 50.0f * (float)(me->level * (me->level + 1));
     game[6] = me->level >= MOBA_MAX_LEVEL ? 1.0f : (me->xp - lo) / (hi - lo);
@@ -1081,7 +1088,9 @@ static void moba_observe(const moba *e, MobaGame *g, int h, uint8_t *out) {
     if (t == 1) corner = P * P - 1 - corner - (MOBA_WIN - 1) * (P + 1);
     const int8_t *c = e->cells[t] + corner;
     int8_t *win = (int8_t *)(out + MOBA_ENTITY_BYTES);
-    for (int r = 0; r < MOBA_WIN; r++) memcpy(win + r * MOBA_WIN, c + r * P, MOBA_WIN);
+    /* 16-byte copies, each row's tail overwritten by the next (the padded map has the bytes to read). */
+    for (int r = 0; r < MOBA_WIN - 1; r++) memcpy(win + r * MOBA_WIN, c + r * P, 16);
+    memcpy(win + (MOBA_WIN - 1) * MOBA_WIN, c + (MOBA_WIN - 1) * P, MOBA_WIN);
     memset(win + MOBA_WIN * MOBA_WIN, 0, MOBA_OBS_BYTES - MOBA_ENTITY_BYTES - MOBA_WIN * MOBA_WIN);
 }
 
@@ -1124,7 +1133,7 @@ static void moba_emit(moba *e, MobaGame *g, int m, uint8_t *obs) {
         moba_observe(e, g, h, obs + i * MOBA_OBS_BYTES);
         e->masks[i] = (uint8_t)(e->control[h / MOBA_TEAM] == MOBA_AGENT && g->u[h].alive);
     }
-    moba_unpaint(e, g);
+    moba_unpaint(e);
     moba_write_extras(e, g, m);
 }
 
