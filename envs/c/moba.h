@@ -187,6 +187,7 @@ typedef struct {
     uint8_t crowd[2][MOBA_BLOCKS]; /* how many of the table's living units stand in each 4x4 block */
     uint32_t crowded[2][MOBA_BSIDE]; /* per row of blocks, a bit for each block with someone in it */
     int nlive[2], top; /* top: one past the highest unit slot used this game */
+    int brows;         /* rows of blocks the map has */
     int8_t seen[2][MOBA_AGENTS]; /* team t sees hero j */
     float reward[MOBA_AGENTS];
     int32_t tick, camp_timer[MOBA_CAMPS], deaths, waves, winner;
@@ -477,6 +478,7 @@ static void moba_new_game(moba *e, MobaGame *g) {
     g->result = result;
     g->winner = -1;
     g->top = MOBA_FIRST_CREEP;
+    g->brows = (e->S + 3) / 4;
     for (int i = 0; i < MOBA_AGENTS; i++) {
         MobaUnit *u = &g->u[i];
         u->kind = MOBA_HERO;
@@ -512,8 +514,10 @@ static inline void moba_leave(MobaGame *g, int t, int x, int y) {
 
 static void moba_build_live(MobaGame *g) {
     g->nlive[0] = g->nlive[1] = 0;
-    memset(g->crowd, 0, sizeof(g->crowd));
-    memset(g->crowded, 0, sizeof(g->crowded));
+    for (int t = 0; t < 2; t++) {
+        memset(g->crowd[t], 0, (size_t)g->brows * MOBA_BSIDE);
+        memset(g->crowded[t], 0, (size_t)g->brows * sizeof(uint32_t));
+    }
     for (int i = 0; i < g->top; i++) {
         MobaUnit *u = &g->u[i];
         u->lk = -1;
@@ -532,7 +536,7 @@ static void moba_build_live(MobaGame *g) {
 static int moba_any_near(const MobaGame *g, int t, int x, int y, int r) {
     int x0 = x - r < 0 ? 0 : (x - r) >> 2, y0 = y - r < 0 ? 0 : (y - r) >> 2;
     int x1 = (x + r) >> 2, y1 = (y + r) >> 2;
-    y1 = y1 < MOBA_BSIDE ? y1 : MOBA_BSIDE - 1;
+    y1 = y1 < g->brows ? y1 : g->brows - 1;
     uint32_t cols = (x1 < 31 ? (2u << x1) - 1 : ~0u) & ~((1u << x0) - 1);
     for (int by = y0; by <= y1; by++)
         if (g->crowded[t][by] & cols) return 1;
