@@ -215,6 +215,7 @@ typedef struct {
     uint8_t *terminals, *truncations, *masks;
     int8_t *x_terrain;
     float *x_heroes, *x_units, *x_game;
+    float card[MOBA_AGENTS][3]; /* scratch: moba_cards of the map in turn */
     float thirds[8]; /* towers alive / 3 for each set of standing towers, summed as one by one */
     float along[2][2 * MOBA_MAX_SIZE + 1]; /* team t's observed offset for a cell difference d, at d + MAX */
     Log log;
@@ -986,17 +987,32 @@ static void moba_vision(MobaGame *g) {
     }
 }
 
+/* What every hero sees of hero j (hp, mana and level/10): moba_unit_row's rows 3, 6 and 7. */
+static void moba_cards(moba *e, const MobaGame *g) {
+    for (int j = 0; j < MOBA_AGENTS; j++) {
+        e->card[j][0] = g->u[j].hp / g->u[j].hp_max;
+        e->card[j][1] = g->h[j].mana / g->h[j].mana_max;
+        e->card[j][2] = (float)g->h[j].level / 10.0f;
+    }
+}
+
 static void moba_unit_row(const moba *e, const MobaGame *g, int h, int j, float *row) {
     const MobaUnit *u = &g->u[h], *v = &g->u[j];
     const float *along = e->along[(int)u->team] + MOBA_MAX_SIZE;
     row[0] = 1.0f;
     row[1] = along[v->x - u->x];
     row[2] = along[v->y - u->y];
-    row[3] = v->hp / v->hp_max;
     row[4] = moba_minf(v->hp / u->dmg, 10.0f) / 10.0f;
     row[5] = moba_cheb(u, v) <= u->range ? 1.0f : 0.0f;
-    row[6] = j < MOBA_AGENTS ? g->h[j].mana / g->h[j].mana_max : (v->kind == MOBA_ANCIENT ? 1.0f : 0.0f);
-    row[7] = j < MOBA_AGENTS ? (float)g->h[j].level / 10.0f : 0.0f;
+    if (j < MOBA_AGENTS) {
+        row[3] = e->card[j][0];
+        row[6] = e->card[j][1];
+        row[7] = e->card[j][2];
+    } else {
+        row[3] = v->hp / v->hp_max;
+        row[6] = v->kind == MOBA_ANCIENT ? 1.0f : 0.0f;
+        row[7] = 0.0f;
+    }
     row[8] = 0.0f;
     row[9] = v->target == h ? 1.0f : 0.0f;
 }
@@ -1131,6 +1147,7 @@ static void moba_write_extras(const moba *e, MobaGame *g, int m) {
 static void moba_emit(moba *e, MobaGame *g, int m, uint8_t *obs) {
     moba_build_live(g);
     moba_vision(g);
+    moba_cards(e, g);
     moba_paint(e, g);
     for (int h = 0; h < MOBA_AGENTS; h++) {
         size_t i = (size_t)m * MOBA_AGENTS + h;
