@@ -111,6 +111,9 @@
 #define MOBA_CAMP_RESPAWN 60
 #define MOBA_XP_RADIUS 6
 #define MOBA_MAX_LEVEL 10
+#define MOBA_MAX_SIZE 96
+#define MOBA_BSIDE (MOBA_MAX_SIZE / 4) /* blocks of 4x4 cells per side */
+#define MOBA_BLOCKS (MOBA_BSIDE * MOBA_BSIDE)
 
 enum { MOBA_FLOOR, MOBA_WALL, MOBA_LANE, MOBA_BASE, MOBA_ALLY_HERO, MOBA_ENEMY_HERO, MOBA_ALLY_CREEP,
        MOBA_ENEMY_CREEP, MOBA_ALLY_TOWER, MOBA_ENEMY_TOWER, MOBA_ALLY_ANCIENT, MOBA_ENEMY_ANCIENT,
@@ -118,6 +121,7 @@ enum { MOBA_FLOOR, MOBA_WALL, MOBA_LANE, MOBA_BASE, MOBA_ALLY_HERO, MOBA_ENEMY_H
 enum { MOBA_NONE, MOBA_HERO, MOBA_CREEP, MOBA_TOWER, MOBA_ANCIENT, MOBA_CAMP };
 enum { MOBA_AGENT = 0, MOBA_SCRIPTED = 1, MOBA_RANDOM = 2 };
 enum { MOBA_BLAST = 1, MOBA_MEND = 2, MOBA_BLINK = 3 };
+#define MOBA_FAR 10000 /* a dead unit's position in the live table */
 #define MOBA_AUTO (-2) /* attack target: the nearest enemy in range */
 
 /* Unit stats by kind: hit points, damage per attack, attack range, experience on death. */
@@ -134,7 +138,7 @@ static const int MOBA_DY[9] = {0, -1, -1, 0, 1, 1, 1, 0, -1};
 static const int MOBA_BOT_LANE[MOBA_TEAM] = {0, 1, 2, 1, 2};
 
 static const ParamSpec moba_PARAMS[] = {
-    {"map_size", 40, 24, 96, 1, "map width and height in cells, outer wall included"},
+    {"map_size", 40, 24, MOBA_MAX_SIZE, 1, "map width and height in cells, outer wall included"},
     {"wave_interval", 30, 1, 1e6, 1, "ticks between creep waves"},
     {"wave_size", 3, 0, 8, 1, "creeps per lane per team in a wave"},
     {"respawn_time", 20, 1, 1e6, 1, "ticks a dead hero waits before it respawns"},
@@ -160,7 +164,9 @@ typedef struct {
     float hp, hp_max, dmg;
     int16_t x, y, target; /* target: unit index or -1 */
     int16_t home_x, home_y;
+    int16_t lk; /* its row in its team's live table, -1 none */
     int8_t kind, team, alive, range, lane, waypoint, atk_cd;
+    int8_t shown; /* dead, and written so to the `units` extra */
 } MobaUnit;
 
 typedef struct {
@@ -173,8 +179,15 @@ typedef struct {
 typedef struct {
     MobaUnit u[MOBA_UNITS];
     MobaHero h[MOBA_AGENTS];
-    int16_t live[2][MOBA_UNITS]; /* alive units of each team (heroes, structures, creeps) */
-    int nlive[2];
+    /* The live table: units of each team alive when it was built (heroes, structures, creeps, by
+     * index), with their positions in step with their moves (MOBA_FAR once dead), so the nearest-unit
+     * scans run over short packed arrays the compiler vectorizes. */
+    int16_t live[2][MOBA_UNITS], lx[2][MOBA_UNITS], ly[2][MOBA_UNITS];
+    int8_t lkind[2][MOBA_UNITS];
+    uint8_t crowd[2][MOBA_BLOCKS]; /* how many of the table's living units stand in each 4x4 block */
+    uint32_t crowded[2][MOBA_BSIDE]; /* per row of blocks, a bit for each block with someone in it */
+    int nlive[2], top; /* top: one past the highest unit slot used this game */
+    int brows;         /* rows of blocks the map has */
     int8_t seen[2][MOBA_AGENTS]; /* team t sees hero j */
     float reward[MOBA_AGENTS];
     int32_t tick, camp_timer[MOBA_CAMPS], deaths, waves, winner;
@@ -190,7 +203,9 @@ typedef struct {
     int16_t way[2][3][3][2]; /* waypoints per team, lane */
     int8_t *terrain;         /* S*S */
     int8_t *padded;          /* P*P terrain with a wall border */
-    int8_t *cells;           /* P*P scratch: terrain plus units (team 0's codes), per map in turn */
+    int8_t *padded1;         /* the same seen by team 1: rotated half a turn */
+    int8_t *cells[2];        /* padded and padded1 with each team's view of the units painted on, per map in turn */
+    int32_t painted[MOBA_UNITS], npainted; /* the cells painted on (team 0's view) */
     uint16_t *flow[2];       /* BFS distance to each team's fountain (65535: unreachable) */
     int32_t *queue;          /* BFS scratch (init only) */
     MobaGame *games;
@@ -200,7 +215,9 @@ typedef struct {
     uint8_t *terminals, *truncations, *masks;
     int8_t *x_terrain;
     float *x_heroes, *x_units, *x_game;
-    int8_t lut[2][MOBA_CODES]; /* team t's view of an absolute (team 0) cell code */
+    float card[MOBA_AGENTS][3]; /* scratch: moba_cards of the map in turn */
+    float thirds[8]; /* towers alive / 3 for each set of standing towers, summed as one by one */
+    float along[2][2 * MOBA_MAX_SIZE + 1]; /* team t's observed offset for a cell difference d, at d + MAX */
     Log log;
 } moba;
 
@@ -231,6 +248,12 @@ static inline int moba_abs(int v) { return v < 0 ? -v : v; }
 static inline int moba_sign(int v) { return (v > 0) - (v < 0); }
 static inline int moba_cheb(const MobaUnit *a, const MobaUnit *b) {
     int dx = moba_abs(a->x - b->x), dy = moba_abs(a->y - b->y);
+    return dx > dy ? dx : dy;
+}
+static inline int16_t moba_cheb16(int16_t ax, int16_t ay, int16_t bx, int16_t by) {
+    int16_t dx = (int16_t)(ax - bx), dy = (int16_t)(ay - by);
+    dx = dx < 0 ? (int16_t)-dx : dx;
+    dy = dy < 0 ? (int16_t)-dy : dy;
     return dx > dy ? dx : dy;
 }
 static inline int moba_dist_to(const MobaUnit *a, int x, int y) {
@@ -333,15 +356,16 @@ static void moba_build_map(moba *e) {
         for (int x = 0; x < S; x++) e->terrain[y * S + x] = (int8_t)moba_terrain_code(e, x, y);
     memset(e->padded, MOBA_WALL, (size_t)P * P);
     for (int y = 0; y < S; y++) memcpy(e->padded + (y + MOBA_V) * P + MOBA_V, e->terrain + y * S, (size_t)S);
+    for (int i = 0; i < P * P; i++) e->padded1[i] = e->padded[P * P - 1 - i];
+    memcpy(e->cells[0], e->padded, (size_t)P * P);
+    memcpy(e->cells[1], e->padded1, (size_t)P * P);
     moba_bfs(e, 0);
     moba_bfs(e, 1);
+    for (int m = 0; m < 8; m++)
+        for (int k = 0; k < 3; k++) e->thirds[m] += (float)(m >> k & 1) / 3.0f;
     for (int t = 0; t < 2; t++)
-        for (int c = 0; c < MOBA_CODES; c++) e->lut[t][c] = (int8_t)c;
-    /* Team 1 sees team 1's units as allies: swap every ally/enemy pair of codes. */
-    for (int c = MOBA_ALLY_HERO; c < MOBA_NEUTRAL; c += 2) {
-        e->lut[1][c] = (int8_t)(c + 1);
-        e->lut[1][c + 1] = (int8_t)c;
-    }
+        for (int d = -MOBA_MAX_SIZE; d <= MOBA_MAX_SIZE; d++)
+            e->along[t][d + MOBA_MAX_SIZE] = moba_clampf((t ? -1.0f : 1.0f) * (float)d / 10.0f, 4.0f);
 }
 
 /* ------------------------------------------------------------------ init and free */
@@ -349,12 +373,14 @@ static void moba_build_map(moba *e) {
 static void moba_free(moba *e) {
     free(e->terrain);
     free(e->padded);
-    free(e->cells);
+    free(e->padded1);
+    free(e->cells[0]);
+    free(e->cells[1]);
     free(e->flow[0]);
     free(e->flow[1]);
     free(e->queue);
     free(e->games);
-    e->terrain = e->padded = e->cells = NULL;
+    e->terrain = e->padded = e->padded1 = e->cells[0] = e->cells[1] = NULL;
     e->flow[0] = e->flow[1] = NULL;
     e->queue = NULL;
     e->games = NULL;
@@ -391,12 +417,14 @@ static int moba_init(moba *e, const Buffers *b, char *err, size_t n) {
     size_t cells = (size_t)e->S * e->S, padded = (size_t)e->P * e->P;
     e->terrain = (int8_t *)calloc(cells, 1);
     e->padded = (int8_t *)calloc(padded, 1);
-    e->cells = (int8_t *)calloc(padded, 1);
+    e->padded1 = (int8_t *)calloc(padded, 1);
+    e->cells[0] = (int8_t *)calloc(padded, 1);
+    e->cells[1] = (int8_t *)calloc(padded, 1);
     e->flow[0] = (uint16_t *)calloc(cells, sizeof(uint16_t));
     e->flow[1] = (uint16_t *)calloc(cells, sizeof(uint16_t));
     e->queue = (int32_t *)calloc(cells, sizeof(int32_t));
     e->games = (MobaGame *)calloc((size_t)e->num_envs, sizeof(MobaGame));
-    if (!e->terrain || !e->padded || !e->cells || !e->flow[0] || !e->flow[1] || !e->queue || !e->games) {
+    if (!e->terrain || !e->padded || !e->padded1 || !e->cells[0] || !e->cells[1] || !e->flow[0] || !e->flow[1] || !e->queue || !e->games) {
         moba_free(e);
         return ENV_ERR(err, n, "moba: out of memory for num_envs=%d", b->num_envs);
     }
@@ -439,7 +467,7 @@ static void moba_spawn_camp(MobaGame *g, const moba *e, int c) {
     u->hp = u->hp_max = MOBA_HP[MOBA_CAMP];
     u->dmg = MOBA_DMG[MOBA_CAMP];
     u->range = (int8_t)MOBA_RANGE[MOBA_CAMP];
-    u->target = -1;
+    u->target = u->lk = -1;
     u->alive = 1;
 }
 
@@ -450,6 +478,8 @@ static void moba_new_game(moba *e, MobaGame *g) {
     g->rng = rng;
     g->result = result;
     g->winner = -1;
+    g->top = MOBA_FIRST_CREEP;
+    g->brows = (e->S + 3) / 4;
     for (int i = 0; i < MOBA_AGENTS; i++) {
         MobaUnit *u = &g->u[i];
         u->kind = MOBA_HERO;
@@ -476,28 +506,70 @@ static void moba_new_game(moba *e, MobaGame *g) {
     for (int c = 0; c < MOBA_CAMPS; c++) moba_spawn_camp(g, e, c);
 }
 
+static inline void moba_enter(MobaGame *g, int t, int x, int y) {
+    if (g->crowd[t][(y >> 2) * MOBA_BSIDE + (x >> 2)]++ == 0) g->crowded[t][y >> 2] |= 1u << (x >> 2);
+}
+static inline void moba_leave(MobaGame *g, int t, int x, int y) {
+    if (--g->crowd[t][(y >> 2) * MOBA_BSIDE + (x >> 2)] == 0) g->crowded[t][y >> 2] &= ~(1u << (x >> 2));
+}
+
 static void moba_build_live(MobaGame *g) {
     g->nlive[0] = g->nlive[1] = 0;
-    for (int i = 0; i < MOBA_UNITS; i++) {
-        const MobaUnit *u = &g->u[i];
-        if (u->alive && u->team < 2) g->live[u->team][g->nlive[u->team]++] = (int16_t)i;
+    for (int t = 0; t < 2; t++) {
+        memset(g->crowd[t], 0, (size_t)g->brows * MOBA_BSIDE);
+        memset(g->crowded[t], 0, (size_t)g->brows * sizeof(uint32_t));
+    }
+    for (int i = 0; i < g->top; i++) {
+        MobaUnit *u = &g->u[i];
+        u->lk = -1;
+        if (!u->alive || u->team > 1) continue;
+        int t = u->team, k = g->nlive[t]++;
+        u->lk = (int16_t)k;
+        g->live[t][k] = (int16_t)i;
+        g->lx[t][k] = u->x;
+        g->ly[t][k] = u->y;
+        g->lkind[t][k] = u->kind;
+        moba_enter(g, t, u->x, u->y);
     }
 }
 
-/* Moves one cell; a blocked diagonal slides along one axis instead. Returns whether it moved. */
-static int moba_try(const moba *e, MobaUnit *u, int dx, int dy) {
-    if (!(dx | dy) || !moba_passable(e, u->x + dx, u->y + dy)) return 0;
-    u->x = (int16_t)(u->x + dx);
-    u->y = (int16_t)(u->y + dy);
-    return 1;
-}
-static int moba_move(const moba *e, MobaUnit *u, int dx, int dy) {
-    if (moba_try(e, u, dx, dy)) return 1;
-    if (dx && dy) return moba_try(e, u, dx, 0) || moba_try(e, u, 0, dy);
+/* Whether a unit of team t's table may stand within r of (x, y) (no: none does). */
+static int moba_any_near(const MobaGame *g, int t, int x, int y, int r) {
+    int x0 = x - r < 0 ? 0 : (x - r) >> 2, y0 = y - r < 0 ? 0 : (y - r) >> 2;
+    int x1 = (x + r) >> 2, y1 = (y + r) >> 2;
+    y1 = y1 < g->brows ? y1 : g->brows - 1;
+    uint32_t cols = (x1 < 31 ? (2u << x1) - 1 : ~0u) & ~((1u << x0) - 1);
+    for (int by = y0; by <= y1; by++)
+        if (g->crowded[t][by] & cols) return 1;
     return 0;
 }
-static void moba_step_to(const moba *e, MobaUnit *u, int x, int y) {
-    moba_move(e, u, moba_sign(x - u->x), moba_sign(y - u->y));
+
+/* Puts unit u on cell (x, y), in the live table too. */
+static inline void moba_put(MobaGame *g, MobaUnit *u, int x, int y) {
+    if (u->lk >= 0) {
+        int t = u->team;
+        g->lx[t][u->lk] = (int16_t)x;
+        g->ly[t][u->lk] = (int16_t)y;
+        moba_leave(g, t, u->x, u->y);
+        moba_enter(g, t, x, y);
+    }
+    u->x = (int16_t)x;
+    u->y = (int16_t)y;
+}
+
+/* Moves one cell; a blocked diagonal slides along one axis instead. Returns whether it moved. */
+static int moba_try(const moba *e, MobaGame *g, MobaUnit *u, int dx, int dy) {
+    if (!(dx | dy) || !moba_passable(e, u->x + dx, u->y + dy)) return 0;
+    moba_put(g, u, u->x + dx, u->y + dy);
+    return 1;
+}
+static int moba_move(const moba *e, MobaGame *g, MobaUnit *u, int dx, int dy) {
+    if (moba_try(e, g, u, dx, dy)) return 1;
+    if (dx && dy) return moba_try(e, g, u, dx, 0) || moba_try(e, g, u, 0, dy);
+    return 0;
+}
+static void moba_step_to(const moba *e, MobaGame *g, MobaUnit *u, int x, int y) {
+    moba_move(e, g, u, moba_sign(x - u->x), moba_sign(y - u->y));
 }
 /* One step down team t's distance field toward its fountain. */
 static int moba_home_dir(const moba *e, const MobaUnit *u, int t) {
@@ -548,6 +620,11 @@ static void moba_kill(moba *e, MobaGame *g, int killer, int victim) {
     v->alive = 0;
     v->hp = 0.0f;
     g->deaths++;
+    if (v->lk >= 0) { /* out of every scan */
+        g->lx[(int)v->team][v->lk] = g->ly[(int)v->team][v->lk] = MOBA_FAR;
+        moba_leave(g, v->team, v->x, v->y);
+        v->lk = -1;
+    }
     if (team < 2) moba_share_xp(g, v, team, MOBA_XP[(int)v->kind]);
     switch (v->kind) {
         case MOBA_HERO:
@@ -558,8 +635,8 @@ static void moba_kill(moba *e, MobaGame *g, int killer, int victim) {
             g->h[victim].deaths++;
             g->h[victim].respawn = e->respawn_time;
             g->reward[victim] += e->w_death;
-            v->x = e->fountain[v->team][0]; /* waits at the fountain, off the map's cells */
-            v->y = e->fountain[v->team][1];
+            v->x = e->fountain[(int)v->team][0]; /* waits at the fountain, off the map's cells */
+            v->y = e->fountain[(int)v->team][1];
             break;
         case MOBA_CREEP:
         case MOBA_CAMP:
@@ -606,21 +683,31 @@ static void moba_attack(moba *e, MobaGame *g, int i, int target) {
     moba_hit(e, g, i, target, u->dmg * roll);
 }
 
+/* The smallest key over a team's live table, one vectorized pass: a key packs (distance, plus
+ * `later` (8) for a non-creep) above the table row (< 128), so the smallest key is the nearest
+ * unit, ties to the lowest index (the table is in index order); INT16_MAX: none within `radius` (< 8). */
+static int moba_closest(const int16_t *xs, const int16_t *ys, const int8_t *kind, int n, int x, int y,
+                        int radius, int later) {
+    int lo = INT16_MAX;
+    for (int k = 0; k < n; k++) {
+        int dx = moba_abs(xs[k] - x), dy = moba_abs(ys[k] - y), d = dx > dy ? dx : dy;
+        int out = (radius - d) >> 31; /* all ones beyond the radius: arithmetic, so it vectorizes */
+        int key = (((d << 7) + (kind[k] != MOBA_CREEP) * later + k) & ~out) | (INT16_MAX & out);
+        lo = key < lo ? key : lo;
+    }
+    return lo;
+}
+
 /* The nearest enemy of unit i within `radius` (any creep before any hero or structure when
  * `creeps_first`; neutrals too when `with_camps`), or -1. Ties go to the lower index. */
 static int moba_nearest_enemy(const MobaGame *g, int i, int radius, int creeps_first, int with_camps) {
     const MobaUnit *u = &g->u[i];
     int o = 1 - u->team, best = -1, best_key = 1 << 30;
-    for (int k = 0; k < g->nlive[o]; k++) {
-        int j = g->live[o][k];
-        const MobaUnit *v = &g->u[j];
-        int d = moba_cheb(u, v);
-        if (!v->alive || d > radius) continue;
-        int key = creeps_first && v->kind != MOBA_CREEP ? d + 1000 : d;
-        if (key < best_key) {
-            best = j;
-            best_key = key;
-        }
+    int lo = !moba_any_near(g, o, u->x, u->y, radius) ? INT16_MAX
+             : moba_closest(g->lx[o], g->ly[o], g->lkind[o], g->nlive[o], u->x, u->y, radius, creeps_first ? 8 << 7 : 0);
+    if (lo < INT16_MAX) {
+        best = g->live[o][lo & 127];
+        best_key = (lo >> 7 & 7) + (lo >> 10 ? 1000 : 0);
     }
     for (int c = MOBA_FIRST_CAMP; c < MOBA_FIRST_CREEP && with_camps; c++) {
         int d = moba_cheb(u, &g->u[c]);
@@ -645,13 +732,13 @@ static void moba_creep_act(moba *e, MobaGame *g, int i) {
     }
     if (u->target >= 0) {
         const MobaUnit *v = &g->u[u->target];
-        if (moba_cheb(u, v) > u->range) moba_step_to(e, u, v->x, v->y);
+        if (moba_cheb(u, v) > u->range) moba_step_to(e, g, u, v->x, v->y);
         else moba_attack(e, g, i, u->target);
         return;
     }
     const int16_t *w = e->way[(int)u->team][(int)u->lane][(int)u->waypoint];
     if (u->waypoint < 2 && moba_dist_to(u, w[0], w[1]) <= 1) u->waypoint++;
-    moba_step_to(e, u, w[0], w[1]);
+    moba_step_to(e, g, u, w[0], w[1]);
 }
 
 static void moba_tower_act(moba *e, MobaGame *g, int i) {
@@ -666,10 +753,10 @@ static void moba_camp_act(moba *e, MobaGame *g, int i) {
     int t = u->target;
     if (t >= 0 && (!g->u[t].alive || moba_dist_to(&g->u[t], u->home_x, u->home_y) > 4)) t = u->target = -1;
     if (t >= 0) {
-        if (moba_cheb(u, &g->u[t]) > u->range) moba_step_to(e, u, g->u[t].x, g->u[t].y);
+        if (moba_cheb(u, &g->u[t]) > u->range) moba_step_to(e, g, u, g->u[t].x, g->u[t].y);
         else moba_attack(e, g, i, t);
     } else if (u->x != u->home_x || u->y != u->home_y) {
-        moba_step_to(e, u, u->home_x, u->home_y);
+        moba_step_to(e, g, u, u->home_x, u->home_y);
     } else {
         u->hp = u->hp_max; /* neutrals heal at their camp; towers never do */
     }
@@ -693,8 +780,9 @@ static void moba_spawn_wave(moba *e, MobaGame *g) {
                 u->hp = u->hp_max = MOBA_HP[MOBA_CREEP];
                 u->dmg = MOBA_DMG[MOBA_CREEP];
                 u->range = (int8_t)MOBA_RANGE[MOBA_CREEP];
-                u->target = -1;
+                u->target = u->lk = -1;
                 u->alive = 1;
+                if (slot >= g->top) g->top = slot + 1;
             }
 }
 
@@ -747,11 +835,12 @@ static void moba_hero_act(moba *e, MobaGame *g, int h, int dir, int attack, int 
                     dx = moba_sign(t->x - u->x);
                     dy = moba_sign(t->y - u->y);
                 }
-                if (!moba_move(e, u, dx, dy)) break;
+                if (!moba_move(e, g, u, dx, dy)) break;
             }
         }
     }
-    if (dir > 0) moba_move(e, u, MOBA_DX[dir], MOBA_DY[dir]);
+    if (dir > 0) moba_move(e, g, u, MOBA_DX[dir], MOBA_DY[dir]);
+    if (u->atk_cd > 0) return; /* no attack this tick: spare the search for a target */
     if (attack == MOBA_AUTO) attack = moba_nearest_enemy(g, h, u->range, 0, 1);
     if (attack >= 0 && g->u[attack].team != u->team && moba_cheb(u, &g->u[attack]) > u->range)
         attack = moba_nearest_enemy(g, h, u->range, 0, 1); /* out of range: whatever is in range */
@@ -840,14 +929,14 @@ static void moba_bot_act(moba *e, MobaGame *g, int h) {
         int chase = hero >= 0 ? hero : creep;
         if (chase >= 0 && weak < 0) {
             moba_hero_act(e, g, h, 0, -1, ability, target);
-            moba_step_to(e, u, g->u[chase].x, g->u[chase].y);
+            moba_step_to(e, g, u, g->u[chase].x, g->u[chase].y);
             return;
         }
         int lane = MOBA_BOT_LANE[h % MOBA_TEAM], wp = me->bot_wp;
         const int16_t *w = wp == 0 ? e->spawn[t][lane] : e->way[t][lane][wp - 1];
         if (me->bot_wp < 3 && moba_dist_to(u, w[0], w[1]) <= 1) me->bot_wp++;
         moba_hero_act(e, g, h, 0, -1, ability, target);
-        moba_step_to(e, u, w[0], w[1]);
+        moba_step_to(e, g, u, w[0], w[1]);
         return;
     }
     moba_hero_act(e, g, h, dir, attack, ability, target);
@@ -855,19 +944,33 @@ static void moba_bot_act(moba *e, MobaGame *g, int h) {
 
 /* ------------------------------------------------------------------ observations */
 
-static void moba_paint(const moba *e, const MobaGame *g) {
+/* Paints the living units onto both teams' views of the padded map (creeps first, heroes last: a
+ * hero on a creep's cell shows as the hero); moba_unpaint wipes them off again. Team 1's view is
+ * rotated half a turn, so each hero's window is 11 straight row copies. */
+static void moba_paint(moba *e, const MobaGame *g) {
     static const int8_t code[6][2] = {{0, 0},
                                       {MOBA_ALLY_HERO, MOBA_ENEMY_HERO},
                                       {MOBA_ALLY_CREEP, MOBA_ENEMY_CREEP},
                                       {MOBA_ALLY_TOWER, MOBA_ENEMY_TOWER},
                                       {MOBA_ALLY_ANCIENT, MOBA_ENEMY_ANCIENT},
                                       {MOBA_NEUTRAL, MOBA_NEUTRAL}};
-    int P = e->P;
-    memcpy(e->cells, e->padded, (size_t)P * P);
-    /* Creeps first, heroes last: a hero on a creep's cell shows as the hero. */
-    for (int i = MOBA_UNITS - 1; i >= 0; i--) {
+    int P = e->P, last = P * P - 1;
+    e->npainted = 0;
+    for (int i = g->top - 1; i >= 0; i--) {
         const MobaUnit *u = &g->u[i];
-        if (u->alive) e->cells[(u->y + MOBA_V) * P + u->x + MOBA_V] = code[(int)u->kind][u->team & 1];
+        if (!u->alive) continue;
+        int c = (u->y + MOBA_V) * P + u->x + MOBA_V;
+        e->painted[e->npainted++] = c;
+        e->cells[0][c] = code[(int)u->kind][u->team & 1];
+        e->cells[1][last - c] = code[(int)u->kind][(u->team ^ 1) & 1];
+    }
+}
+static void moba_unpaint(moba *e) {
+    int last = e->P * e->P - 1;
+    for (int k = 0; k < e->npainted; k++) {
+        int c = e->painted[k];
+        e->cells[0][c] = e->padded[c];
+        e->cells[1][last - c] = e->padded1[last - c];
     }
 }
 
@@ -875,37 +978,65 @@ static void moba_paint(const moba *e, const MobaGame *g) {
 static void moba_vision(MobaGame *g) {
     for (int j = 0; j < MOBA_AGENTS; j++) {
         const MobaUnit *v = &g->u[j];
-        int t = 1 - v->team, seen = 0;
+        int t = 1 - v->team, seen = 0, n = g->nlive[t];
+        const int16_t *xs = g->lx[t], *ys = g->ly[t];
         g->seen[v->team][j] = v->alive;
-        for (int k = 0; k < g->nlive[t] && v->alive && !seen; k++) seen = moba_cheb(&g->u[g->live[t][k]], v) <= MOBA_V;
+        if (!v->alive || !moba_any_near(g, t, v->x, v->y, MOBA_V)) n = 0;
+        for (int k = 0; k < n; k++) seen |= moba_cheb16(xs[k], ys[k], v->x, v->y) <= MOBA_V;
         g->seen[t][j] = (int8_t)seen;
     }
 }
 
-static void moba_unit_row(const MobaGame *g, int h, int j, float *row, float flip) {
+/* What every hero sees of hero j (hp, mana and level/10): moba_unit_row's rows 3, 6 and 7. */
+static void moba_cards(moba *e, const MobaGame *g) {
+    for (int j = 0; j < MOBA_AGENTS; j++) {
+        e->card[j][0] = g->u[j].hp / g->u[j].hp_max;
+        e->card[j][1] = g->h[j].mana / g->h[j].mana_max;
+        e->card[j][2] = (float)g->h[j].level / 10.0f;
+    }
+}
+
+static void moba_unit_row(const moba *e, const MobaGame *g, int h, int j, float *row) {
     const MobaUnit *u = &g->u[h], *v = &g->u[j];
+    const float *along = e->along[(int)u->team] + MOBA_MAX_SIZE;
     row[0] = 1.0f;
-    row[1] = moba_clampf(flip * (float)(v->x - u->x) / 10.0f, 4.0f);
-    row[2] = moba_clampf(flip * (float)(v->y - u->y) / 10.0f, 4.0f);
-    row[3] = v->hp / v->hp_max;
+    row[1] = along[v->x - u->x];
+    row[2] = along[v->y - u->y];
     row[4] = moba_minf(v->hp / u->dmg, 10.0f) / 10.0f;
     row[5] = moba_cheb(u, v) <= u->range ? 1.0f : 0.0f;
-    row[6] = j < MOBA_AGENTS ? g->h[j].mana / g->h[j].mana_max : (v->kind == MOBA_ANCIENT ? 1.0f : 0.0f);
-    row[7] = j < MOBA_AGENTS ? (float)g->h[j].level / 10.0f : 0.0f;
+    if (j < MOBA_AGENTS) {
+        row[3] = e->card[j][0];
+        row[6] = e->card[j][1];
+        row[7] = e->card[j][2];
+    } else {
+        row[3] = v->hp / v->hp_max;
+        row[6] = v->kind == MOBA_ANCIENT ? 1.0f : 0.0f;
+        row[7] = 0.0f;
+    }
     row[8] = 0.0f;
     row[9] = v->target == h ? 1.0f : 0.0f;
 }
 
+/* Row `row` shows unit j (-1: none, zeros) to hero h; `slot` records which. */
+static inline void moba_show(const moba *e, const MobaGame *g, int h, int j, float *row, int16_t *slot) {
+    *slot = (int16_t)j;
+    if (j >= 0) moba_unit_row(e, g, h, j, row);
+    else memset(row, 0, MOBA_FEATS * sizeof(float));
+}
+
+/* Which of team t's towers stand, a bit each. */
+static inline int moba_towers(const MobaGame *g, int t) {
+    const MobaUnit *s = &g->u[MOBA_FIRST_STRUCT + 4 * t];
+    return s[0].alive | s[1].alive << 1 | s[2].alive << 2;
+}
+
 /* Writes hero h's observation into `out` and records which unit each row shows. */
 static void moba_observe(const moba *e, MobaGame *g, int h, uint8_t *out) {
-    float rows[MOBA_ROWS][MOBA_FEATS];
-    memset(rows, 0, sizeof(rows));
+    float(*rows)[MOBA_FEATS] = (float(*)[MOBA_FEATS])(void *)out; /* rows are 4-byte aligned */
     MobaHero *me = &g->h[h];
     const MobaUnit *u = &g->u[h];
     int t = u->team, o = 1 - t, S = e->S, P = e->P;
-    float flip = t ? -1.0f : 1.0f;
     int16_t *slot = me->slot;
-    for (int r = 0; r < MOBA_ROWS; r++) slot[r] = -1;
     slot[0] = (int16_t)h;
     float *self = rows[0];
     self[0] = (float)u->alive;
@@ -919,82 +1050,72 @@ static void moba_observe(const moba *e, MobaGame *g, int h, uint8_t *out) {
     for (int k = 0, r = 1; k < MOBA_TEAM; k++) {
         int j = t * MOBA_TEAM + k;
         if (j == h) continue;
-        if (g->u[j].alive) {
-            moba_unit_row(g, h, j, rows[r], flip);
-            slot[r] = (int16_t)j;
-        } else {
-            rows[r][8] = (float)g->h[j].respawn / (float)e->respawn_time;
-        }
+        moba_show(e, g, h, g->u[j].alive ? j : -1, rows[r], &slot[r]);
+        if (!g->u[j].alive) rows[r][8] = (float)g->h[j].respawn / (float)e->respawn_time;
         r++;
     }
     for (int k = 0; k < MOBA_TEAM; k++) {
         int j = o * MOBA_TEAM + k;
-        if (!g->seen[t][j]) continue;
-        moba_unit_row(g, h, j, rows[5 + k], flip);
-        slot[5 + k] = (int16_t)j;
+        moba_show(e, g, h, g->seen[t][j] ? j : -1, rows[5 + k], &slot[5 + k]);
     }
-    /* The four nearest enemy creeps within sight, by distance then index. */
-    int near[4], near_d[4], n = 0, best_s = -1, best_s_d = 1 << 30;
-    for (int k = 0; k < g->nlive[o]; k++) {
-        int j = g->live[o][k];
-        const MobaUnit *v = &g->u[j];
-        int d = moba_cheb(u, v);
-        if (v->kind == MOBA_TOWER || v->kind == MOBA_ANCIENT) {
-            if (d < best_s_d) { best_s = j; best_s_d = d; }
-            continue;
-        }
-        if (v->kind != MOBA_CREEP || d > MOBA_V || (n == 4 && d >= near_d[3])) continue;
-        int p = n < 4 ? n++ : 3;
+    /* The four nearest enemy creeps within sight, by distance then index: distances to every enemy
+     * in one vectorized pass (MOBA_FAR for what is not a creep), then the few in sight in order. */
+    int any = u->alive ? g->seen[o][h] : moba_any_near(g, o, u->x, u->y, MOBA_V); /* an enemy within sight */
+    int n = any ? g->nlive[o] : 0, near[4], near_d[4], found = 0;
+    int16_t dist[MOBA_UNITS];
+    const int16_t *xs = g->lx[o], *ys = g->ly[o];
+    const int8_t *kind = g->lkind[o];
+    for (int k = 0; k < n; k++) {
+        int16_t d = moba_cheb16(xs[k], ys[k], u->x, u->y);
+        dist[k] = kind[k] == MOBA_CREEP ? d : (int16_t)MOBA_FAR;
+    }
+    for (int k = 0; k < n; k++) {
+        int d = dist[k];
+        if (d > MOBA_V || (found == 4 && d >= near_d[3])) continue;
+        int p = found < 4 ? found++ : 3;
         while (p > 0 && near_d[p - 1] > d) {
             near[p] = near[p - 1];
             near_d[p] = near_d[p - 1];
             p--;
         }
-        near[p] = j;
+        near[p] = g->live[o][k];
         near_d[p] = d;
     }
-    for (int k = 0; k < n; k++) {
-        moba_unit_row(g, h, near[k], rows[10 + k], flip);
-        slot[10 + k] = (int16_t)near[k];
-    }
-    if (best_s >= 0) {
-        moba_unit_row(g, h, best_s, rows[14], flip);
-        slot[14] = (int16_t)best_s;
-    }
+    for (int k = 0; k < 4; k++) moba_show(e, g, h, k < found ? near[k] : -1, rows[10 + k], &slot[10 + k]);
+    int best = -1, best_d = 1 << 30; /* the nearest enemy structure, at any distance */
+    for (int j = MOBA_FIRST_STRUCT + 4 * o, d; j < MOBA_FIRST_STRUCT + 4 * o + 4; j++)
+        if (g->u[j].alive && (d = moba_cheb(u, &g->u[j])) < best_d) { best = j; best_d = d; }
+    moba_show(e, g, h, best, rows[14], &slot[14]);
     int camp = -1, camp_d = MOBA_V + 1;
-    for (int c = MOBA_FIRST_CAMP; c < MOBA_FIRST_CREEP; c++)
-        if (g->u[c].alive && moba_cheb(u, &g->u[c]) < camp_d) { camp = c; camp_d = moba_cheb(u, &g->u[c]); }
-    if (camp >= 0) {
-        moba_unit_row(g, h, camp, rows[15], flip);
-        slot[15] = (int16_t)camp;
-    }
+    for (int c = MOBA_FIRST_CAMP, d; c < MOBA_FIRST_CREEP; c++)
+        if (g->u[c].alive && (d = moba_cheb(u, &g->u[c])) < camp_d) { camp = c; camp_d = d; }
+    moba_show(e, g, h, camp, rows[15], &slot[15]);
     float *game = rows[16];
+    slot[16] = -1;
+    game[8] = game[9] = 0.0f;
     const MobaUnit *own = &g->u[MOBA_FIRST_STRUCT + 4 * t + 3], *enemy = &g->u[MOBA_FIRST_STRUCT + 4 * o + 3];
     game[0] = moba_minf((float)g->tick / (float)e->max_steps, 1.0f);
     game[1] = own->hp / own->hp_max;
     game[2] = enemy->hp / enemy->hp_max;
-    for (int k = 0; k < 3; k++) {
-        game[3] += (float)g->u[MOBA_FIRST_STRUCT + 4 * t + k].alive / 3.0f;
-        game[4] += (float)g->u[MOBA_FIRST_STRUCT + 4 * o + k].alive / 3.0f;
-    }
+    game[3] = e->thirds[moba_towers(g, t)];
+    game[4] = e->thirds[moba_towers(g, o)];
     game[5] = moba_minf(me->gold / 2000.0f, 1.0f);
     float lo = 50.0f * (float)(me->level * (me->level - 1)), hi = 50.0f * (float)(me->level * (me->level + 1));
     game[6] = me->level >= MOBA_MAX_LEVEL ? 1.0f : (me->xp - lo) / (hi - lo);
     game[7] = (float)me->respawn / (float)e->respawn_time;
-    memcpy(out, rows, sizeof(rows));
+    /* The window's corner in the team's view: team 1's is the rotated image of team 0's. */
+    int corner = u->y * P + u->x;
+    if (t == 1) corner = P * P - 1 - corner - (MOBA_WIN - 1) * (P + 1);
+    const int8_t *c = e->cells[t] + corner;
     int8_t *win = (int8_t *)(out + MOBA_ENTITY_BYTES);
-    const int8_t *c = e->cells + u->y * P + u->x; /* the padded map's window corner */
-    if (t == 0) {
-        for (int r = 0; r < MOBA_WIN; r++) memcpy(win + r * MOBA_WIN, c + r * P, MOBA_WIN);
-    } else { /* mirrored: row r, column k shows cell (x + V - k, y + V - r) with team 1's codes */
-        const int8_t *lut = e->lut[1], *end = c + (MOBA_WIN - 1) * (P + 1);
-        for (int r = 0; r < MOBA_WIN; r++)
-            for (int k = 0; k < MOBA_WIN; k++) win[r * MOBA_WIN + k] = lut[(int)end[-(r * P + k)]];
-    }
+    /* 16-byte copies, each row's tail overwritten by the next (the padded map has the bytes to read). */
+    for (int r = 0; r < MOBA_WIN - 1; r++) memcpy(win + r * MOBA_WIN, c + r * P, 16);
+    memcpy(win + (MOBA_WIN - 1) * MOBA_WIN, c + (MOBA_WIN - 1) * P, MOBA_WIN);
     memset(win + MOBA_WIN * MOBA_WIN, 0, MOBA_OBS_BYTES - MOBA_ENTITY_BYTES - MOBA_WIN * MOBA_WIN);
 }
 
-static void moba_write_extras(const moba *e, const MobaGame *g, int m) {
+/* The extras; a dead unit's row is written once (a dead unit does not change until it respawns). */
+static void moba_write_extras(const moba *e, MobaGame *g, int m) {
     float *hx = e->x_heroes + (size_t)m * MOBA_AGENTS * MOBA_HERO_COLS;
     for (int i = 0; i < MOBA_AGENTS; i++, hx += MOBA_HERO_COLS) {
         const MobaUnit *u = &g->u[i];
@@ -1009,8 +1130,10 @@ static void moba_write_extras(const moba *e, const MobaGame *g, int m) {
     float *ux = e->x_units + (size_t)m * MOBA_OTHERS * MOBA_UNIT_COLS;
     int creeps = 0;
     for (int i = MOBA_AGENTS; i < MOBA_UNITS; i++, ux += MOBA_UNIT_COLS) {
-        const MobaUnit *u = &g->u[i];
+        MobaUnit *u = &g->u[i];
+        if (u->shown) continue;
         creeps += u->alive && u->kind == MOBA_CREEP;
+        u->shown = !u->alive;
         float row[MOBA_UNIT_COLS] = {(float)u->kind, (float)u->team, (float)u->x, (float)u->y, u->hp,
                                      u->hp_max, (float)u->alive, (float)u->target};
         memcpy(ux, row, sizeof(row));
@@ -1024,12 +1147,14 @@ static void moba_write_extras(const moba *e, const MobaGame *g, int m) {
 static void moba_emit(moba *e, MobaGame *g, int m, uint8_t *obs) {
     moba_build_live(g);
     moba_vision(g);
+    moba_cards(e, g);
     moba_paint(e, g);
     for (int h = 0; h < MOBA_AGENTS; h++) {
         size_t i = (size_t)m * MOBA_AGENTS + h;
         moba_observe(e, g, h, obs + i * MOBA_OBS_BYTES);
         e->masks[i] = (uint8_t)(e->control[h / MOBA_TEAM] == MOBA_AGENT && g->u[h].alive);
     }
+    moba_unpaint(e);
     moba_write_extras(e, g, m);
 }
 
@@ -1084,9 +1209,9 @@ static void moba_step(moba *e) {
     for (int m = 0; m < e->num_envs; m++) {
         MobaGame *g = &e->games[m];
         memset(g->reward, 0, sizeof(g->reward));
-        moba_build_live(g);
+        /* The live table is the one the last moba_emit built: nothing has moved since. */
         moba_tick_heroes(e, g, m);
-        for (int i = MOBA_FIRST_STRUCT; i < MOBA_UNITS; i++) {
+        for (int i = MOBA_FIRST_STRUCT; i < g->top; i++) {
             MobaUnit *u = &g->u[i];
             if (!u->alive) continue;
             if (u->atk_cd > 0) u->atk_cd--;
