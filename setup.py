@@ -17,7 +17,8 @@ if sanitize:
 
 def compiled_step_loop() -> list[Extension]:
     """The emulated envs' compiled step loop (envs/emulation/steploop.py falls back to Python without it)."""
-    if os.environ.get("APPLIANCE_NO_CYTHON") == "1":
+    # APPLIANCE_NO_CYTHON=1 leaves it out; so does a sanitizer build, which instruments the C envs only.
+    if os.environ.get("APPLIANCE_NO_CYTHON") == "1" or sanitize:
         return []
     try:
         from Cython.Build import cythonize
