@@ -173,3 +173,26 @@ def test_compiled_loop_refuses_mismatched_lengths() -> None:
         vec._loop(vec.envs, [0], vec._obs_rows, vec._final_rows, vec.rewards, vec._returns, vec._lengths,
                   *vec._flags, vec._totals)
     vec.close()
+
+
+def test_without_the_compiled_module_the_python_loop_runs() -> None:
+    """An install built without Cython: steploop falls back, and the envs step the same."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+sys.modules["envs.emulation._steploop"] = None  # as if never built
+import numpy as np
+import envs
+from envs.emulation import steploop
+assert not steploop.COMPILED and sorted(steploop.IMPLEMENTATIONS) == ["python"]
+vec = envs.make("CartPole-v1", num_envs=2, seed=0, max_episode_steps=5)
+assert vec._loop is steploop.step_python
+for _ in range(6):
+    vec.step(np.zeros(2, np.int32))
+print(vec.episode_stats()["episodes"])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) >= 2
