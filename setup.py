@@ -14,6 +14,21 @@ if sanitize:
              "-fno-sanitize-recover=undefined"]
     link = ["-fsanitize=address,undefined"]
 
+
+def compiled_step_loop() -> list[Extension]:
+    """The emulated envs' compiled step loop (envs/emulation/steploop.py falls back to Python without it)."""
+    # APPLIANCE_NO_CYTHON=1 leaves it out; so does a sanitizer build, which instruments the C envs only.
+    if os.environ.get("APPLIANCE_NO_CYTHON") == "1" or sanitize:
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:  # a build without Cython (it is in pyproject's build requirements): Python fallback
+        return []
+    ext = Extension("envs.emulation._steploop", sources=["envs/emulation/_steploop.pyx"],
+                    extra_compile_args=["-O2"], optional=True)
+    return cythonize([ext], compiler_directives={"language_level": "3"}, quiet=True)
+
+
 setup(
     ext_modules=[
         Extension(
@@ -22,6 +37,7 @@ setup(
             depends=[os.path.join("envs", "c", f) for f in sorted(os.listdir(os.path.join("envs", "c")))],
             extra_compile_args=flags,
             extra_link_args=link,
-        )
+        ),
+        *compiled_step_loop(),
     ]
 )

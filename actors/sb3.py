@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from .actions import check_actions
+from .actions import ActionCheck
 
 
 class SB3VecEnv(VecEnv):
@@ -31,6 +31,7 @@ class SB3VecEnv(VecEnv):
         self.render_mode = None
         super().__init__(source.num_agents, source.single_observation_space, source.single_action_space)
         self._action_shape = (self.num_envs, *self.action_space.shape)
+        self._check = ActionCheck(self.action_space, self._action_shape)  # bounds computed once, not per step
         self._returns = np.zeros(self.num_envs, np.float64)
         self._lengths = np.zeros(self.num_envs, np.int64)
         self._start = time.perf_counter()
@@ -47,8 +48,7 @@ class SB3VecEnv(VecEnv):
         return self.source.recv()[0].copy()
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = check_actions(np.asarray(actions).reshape(self._action_shape), self.action_space,
-                                      self._action_shape)
+        self._actions = self._check(np.asarray(actions).reshape(self._action_shape))
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         self.source.send(self._actions)

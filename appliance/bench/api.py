@@ -2,8 +2,11 @@
 
 (a) SB3's PPO (RL-Zoo CartPole-v1 settings, 8 envs, 1 torch thread) for a fixed number
     of timesteps, its envs behind our pool (the C CartPole, and Gymnasium's CartPole-v1
-    emulated, each in 2 actors) and behind SB3's ``SubprocVecEnv`` (8 processes), runs
-    interleaved; steps/s is timesteps over wall time, training included.
+    emulated, each in 2 actors; the C CartPole in this process, ``SerialPool``) and behind
+    SB3's ``SubprocVecEnv`` (8 processes), runs interleaved; steps/s is timesteps over wall
+    time, training included. Each entry also splits its wall time into the vector env's
+    calls, SB3's update and the rest of SB3's rollout: SB3's own share bounds what any
+    vector env can gain (with SubprocVecEnv's env share e, at most 1 / (1 - e)).
 (b) Pool startup to first batch (2 actors, C CartPole): constructor, ``async_reset``,
     first ``recv``, each run in a fresh interpreter, so the fork server's own start is in
     the cold figure; warm is a second pool in the same process. The reference is the pool
@@ -88,45 +91,54 @@ def startup_seconds(kind: str) -> list[float]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def sb3_rate(venv_kind: str, seed: int) -> float:
+def sb3_run(venv_kind: str, seed: int) -> dict[str, Any]:
+    """One SB3 PPO run; ``venv_kind``: ``subproc``, ``serial:<env>`` (our SerialPool) or an env for our ActorPool."""
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
     from actors.sb3 import SB3VecEnv
+    from actors.serial import SerialPool
 
     from .train import ZOO_CARTPOLE, sb3
 
     n = ZOO_CARTPOLE["n_envs"]
     if venv_kind == "subproc":
         venv = make_vec_env("CartPole-v1", n_envs=n, seed=seed, vec_env_cls=SubprocVecEnv)
+    elif venv_kind.startswith("serial:"):
+        venv = SB3VecEnv(SerialPool(venv_kind[len("serial:"):], n, seed=seed))
     else:
         venv = SB3VecEnv(ActorPool(venv_kind, n, 2, n, seed=seed))
-    return sb3(seed, 600.0, threads=1, timesteps=TIMESTEPS, venv=venv, stop_at_target=False)["steps_per_second"]
+    return sb3(seed, 600.0, threads=1, timesteps=TIMESTEPS, venv=venv, stop_at_target=False)
 
 
 SB3_ENTRIES = (
     ("sb3-ppo, our pool, C cartpole", "cartpole", "cartpole", "num_envs=8, num_actors=2"),
     ("sb3-ppo, our pool, CartPole-v1 emulated", "CartPole-v1", "CartPole-v1", "num_envs=8, num_actors=2"),
+    ("sb3-ppo, our SerialPool, C cartpole", "serial:cartpole", "cartpole", "num_envs=8, in process"),
     ("sb3-ppo, SB3 SubprocVecEnv", "subproc", "CartPole-v1", "num_envs=8, num_actors=8"),
 )
 
 
 def run(runs: int, json_path: str | None, console: Console) -> list[dict[str, Any]]:
     rates: dict[str, list[float]] = {name: [] for name, *_ in SB3_ENTRIES}
+    splits: dict[str, list[dict[str, float]]] = {name: [] for name, *_ in SB3_ENTRIES}
     starts: dict[str, list[list[float]]] = {"ours": [], "reference": []}
     with progress(console) as bar:
         task = bar.add_task("SB3 PPO through our pool vs SubprocVecEnv; pool startup", total=runs)
         for i in range(runs):
             for name, kind, _, _ in SB3_ENTRIES:
-                rates[name].append(sb3_rate(kind, seed=i))
+                result = sb3_run(kind, seed=i)
+                rates[name].append(result["steps_per_second"])
+                splits[name].append(result["split"])
             for kind in ("reference", "ours"):
                 starts[kind].append(startup_seconds(kind))
             bar.advance(task)
     records: list[dict[str, Any]] = []
     subproc = statistics.median(rates[SB3_ENTRIES[-1][0]])
     for name, _, env, layout in SB3_ENTRIES:
+        split = {part: statistics.median(sp[part] for sp in splits[name]) for part in splits[name][0]}
         rec = {"bench": "api", "name": name, "env": env, "layout": layout, "timesteps": TIMESTEPS,
-               "steps_per_second": statistics.median(rates[name]), "runs": rates[name]}
+               "steps_per_second": statistics.median(rates[name]), "runs": rates[name], "split": split}
         if name != SB3_ENTRIES[-1][0]:
             rec["vs_subproc"] = rec["steps_per_second"] / subproc
         records.append(rec)
@@ -146,5 +158,12 @@ def run(runs: int, json_path: str | None, console: Console) -> list[dict[str, An
                                                                   else "")]
             for r in records]
     console.print(table(f"the pool from your own code (median of {runs} runs)", ["entry", "median", "ratio"], rows))
+    for rec in records[:len(SB3_ENTRIES)]:
+        sp = rec["split"]
+        console.print(f"{rec['name']}: wall time env {sp['env']:.0%}, SB3 update {sp['learn']:.0%}, "
+                      f"SB3 rollout rest (policy forward, buffer) {sp['rollout_other']:.0%}", soft_wrap=True)
+    env_share = records[len(SB3_ENTRIES) - 1]["split"]["env"]
+    console.print(f"with SubprocVecEnv, the env is {env_share:.0%} of SB3's wall time: a vector env that cost "
+                  f"nothing would make SB3 {1 / max(1e-9, 1 - env_share):.2f}x faster, no more", soft_wrap=True)
     write_json(json_path, records)
     return records

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -118,36 +118,48 @@ def _dict_gym_rates(num_envs: int, seconds: float, runs: int, tick: Callable) ->
     return async_vector_rates(make, num_envs, seconds, runs, tick)
 
 
-def _pack_overhead(num_envs: int, seconds: float, runs: int, tick: Callable) -> list[float]:
-    """(pack + unpack seconds) / env-step seconds, per run, over the same steps."""
-    import gymnasium
-    import minigrid  # noqa: F401
+def pack_overhead(creator: Callable[[], Any], num_envs: int, seconds: float, runs: int, tick: Callable,
+                  actions: Sequence[Sequence[Any]], drop_keys: Iterable[str] = (), drop_unsupported: bool = False,
+                  batch: int = 0) -> list[float]:
+    """(pack + unpack seconds) / env-step seconds, per run, over the same steps.
+
+    ``num_envs`` envs step in this process with ``actions`` in turn (a list per step); pack
+    is the actor's observation writer (:func:`envs.emulation.steploop.rows`, the compiled
+    one where built), unpack the learner's, once per ``batch`` rows (default all).
+    """
     import torch
 
+    from envs.emulation import steploop
     from envs.emulation.layout import Packer, layout_of
     from learner.unpack import Unpacker
 
-    raw = [gymnasium.make(DICT_ENV) for _ in range(num_envs)]
+    raw = [creator() for _ in range(num_envs)]
     for i, env in enumerate(raw):
         env.reset(seed=i)
-    layout = layout_of(raw[0].observation_space, drop_keys=DICT_PARAMS["drop_keys"])
-    rows = np.zeros((num_envs, layout.nbytes), np.uint8)
-    packer, unpacker = Packer(layout, rows), Unpacker(layout)
-    tensor = torch.from_numpy(rows)
+    layout = layout_of(raw[0].observation_space, drop_keys, drop_unsupported)
+    rows = np.zeros((num_envs, *layout.shape), layout.dtype)
+    writer, unpacker = steploop.rows(Packer(layout, rows)), Unpacker(layout)
+    batch = batch or num_envs
+    groups = [torch.from_numpy(rows[lo:lo + batch]) for lo in range(0, num_envs, batch)]
     ratios = []
+    k = 0
     for _ in range(runs):
         step_s = pack_s = 0.0
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
+            a = actions[k % len(actions)]
+            k += 1
             t0 = time.perf_counter()
             out = []
-            for env in raw:
-                obs, _, term, trunc, _ = env.step(0)
+            for env, action in zip(raw, a, strict=True):
+                obs, _, term, trunc, _ = env.step(action)
                 out.append(env.reset()[0] if term or trunc else obs)
             t1 = time.perf_counter()
             for i, obs in enumerate(out):
-                packer.write(i, obs)
-            unpacker.unpack(tensor)
+                writer.write(i, obs)
+            if layout.packed:
+                for group in groups:
+                    unpacker.unpack(torch.from_numpy(group.numpy()))  # a fresh tensor per batch, as the learner's
             t2 = time.perf_counter()
             step_s += t1 - t0
             pack_s += t2 - t1
@@ -156,6 +168,14 @@ def _pack_overhead(num_envs: int, seconds: float, runs: int, tick: Callable) -> 
     for env in raw:
         env.close()
     return ratios
+
+
+def _pack_overhead(num_envs: int, seconds: float, runs: int, tick: Callable) -> list[float]:
+    import gymnasium
+    import minigrid  # noqa: F401
+
+    return pack_overhead(lambda: gymnasium.make(DICT_ENV), num_envs, seconds, runs, tick, [[0] * num_envs],
+                         drop_keys=DICT_PARAMS["drop_keys"])
 
 
 def _raw_rates(seconds: float, runs: int, tick: Callable) -> list[float]:

@@ -6,27 +6,40 @@ cycle of random actions:
 - ``plain``: one env stepped (and reset at episode ends) in a plain Python loop, this
   process, one core. No vectorizer can beat ``cores x plain`` on a Python-bound env: that
   is the ceiling the pool is judged against.
+- ``vector`` / ``vector_python``: one actor's share of the envs as the actor steps them
+  (``envs.make``, this process), on the compiled step loop and on its Python fallback
+  (:mod:`envs.emulation.steploop`); runs interleaved with ``plain``, so ``vector / plain``
+  is what the step path costs over a plain loop of ``env.step`` (the copy into the rows
+  included).
 - ``pool`` / ``pool_ready``: :class:`actors.ActorPool`, one actor per core, in both orders.
 - ``gym``: Gymnasium ``AsyncVectorEnv(shared_memory=True)``, one process per env.
 - ``puffer``: PufferLib's ``pufferlib.vector.Multiprocessing`` (one worker per core) over
   its ``GymnasiumPufferEnv``, when PufferLib is installed (the entry says why if not).
-- ``pack``: packing the observation in the actor plus unpacking it on the learner side,
-  as a fraction of the env's own step (same envs, one process).
+- ``pack``: packing the observation in the actor plus unpacking it on the learner side
+  (once per batch of one actor's envs), as a fraction of the env's own step (same envs,
+  one process).
+
+Envs per actor (unless ``--num-envs``): enough that one actor's batch takes about
+``BATCH_SECONDS`` of env time at the plain loop's rate (at least ``MIN_PER_ACTOR``), so a
+doorbell round trip and the caller's turn are small next to the batch, as a user sizes a
+pool for an env this fast. The pool and PufferLib get ``cores x`` that; AsyncVectorEnv, one
+process per env, keeps ``4 x cores`` (hundreds of processes would only measure the fork).
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 
-from .common import human, progress, record, table, timed_rates, write_json
+from .common import human, progress, record, table, timed_rate, timed_rates, write_json
 
 CYCLE = 64  # pre-drawn action sets, stepped through in turn
+BATCH_SECONDS = 0.002  # env time of one actor's batch the pool is sized for
+MIN_PER_ACTOR = 4
 
 
 def _creator(env: str, params: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any]]:
@@ -43,7 +56,8 @@ def _actions(space: Any, shape: tuple[int, ...]) -> list[np.ndarray]:
     return [rng.integers(0, int(space.n), size=shape) for _ in range(CYCLE)]
 
 
-def _plain(creator: Callable[[], Any], seconds: float, runs: int, tick: Callable) -> list[float]:
+def _plain_step(creator: Callable[[], Any]) -> tuple[Callable[[], int], Callable[[], None]]:
+    """One env stepped CYCLE times per call in a plain loop; returns (step, close)."""
     env = creator()
     env.reset(seed=0)
     step, reset = env.step, env.reset
@@ -56,10 +70,57 @@ def _plain(creator: Callable[[], Any], seconds: float, runs: int, tick: Callable
                 reset()
         return CYCLE
 
+    return one, env.close
+
+
+def envs_per_actor(plain_rate: float) -> int:
+    """Envs per actor whose batch takes about BATCH_SECONDS at ``plain_rate`` (even, >= MIN_PER_ACTOR)."""
+    want = int(round(BATCH_SECONDS * plain_rate / 2)) * 2
+    return max(MIN_PER_ACTOR, want)
+
+
+def _loops(env: str, creator: Callable[[], Any], per_actor: int, seconds: float, runs: int, tick: Callable,
+           **params: Any) -> dict[str, list[float]]:
+    """plain, vector (compiled loop) and vector_python, runs interleaved."""
+    import envs
+    from envs.emulation import steploop
+
+    plain, close = _plain_step(creator)
+    vecs = {}
+    steps: dict[str, Callable[[], int]] = {"plain": plain}
+    for key, name in (("vector", "compiled"), ("vector_python", "python")):
+        if name not in steploop.IMPLEMENTATIONS:
+            continue  # not built: the Python loop is what the actors run
+        vec = vecs[key] = envs.make(env, num_envs=per_actor, seed=0, **params)
+        getattr(vec, "env", vec)._loop_with(*steploop.IMPLEMENTATIONS[name])
+        steps[key] = _vector_step(vec)
     try:
-        return timed_rates(one, seconds, runs, tick)
+        for one in steps.values():
+            timed_rate(one, min(seconds, 0.3))  # warm up
+        rates: dict[str, list[float]] = {key: [] for key in steps}
+        for _ in range(runs):
+            for key, one in steps.items():
+                rates[key].append(timed_rate(one, seconds))
+            tick()
+        return rates
     finally:
-        env.close()
+        close()
+        for vec in vecs.values():
+            vec.close()
+
+
+def _vector_step(vec: Any) -> Callable[[], int]:
+    acts = [a.astype(vec.actions.dtype) for a in _actions(vec.single_action_space, vec.actions.shape)]
+    i = 0
+
+    def one() -> int:
+        nonlocal i
+        vec.step(acts[i % CYCLE])
+        vec.episode_stats()  # as the actor does after every step
+        i += 1
+        return vec.num_agents
+
+    return one
 
 
 def _pool(env: str, n: int, cores: int, seconds: float, runs: int, tick: Callable, **params: Any) -> list[float]:
@@ -145,68 +206,46 @@ def _puffer(creator: Callable[[], Any], n: int, cores: int, seconds: float, runs
         vec.close()
 
 
-def _pack(creator: Callable[[], Any], options: dict[str, Any], n: int, seconds: float, runs: int,
-          tick: Callable) -> list[float]:
-    """(pack + unpack seconds) / env-step seconds, per run, over the same steps."""
-    import torch
-
-    from envs.emulation.layout import Packer, layout_of
-    from learner.unpack import Unpacker
-
-    raw = [creator() for _ in range(n)]
-    for i, env in enumerate(raw):
-        env.reset(seed=i)
-    layout = layout_of(raw[0].observation_space, options.get("drop_keys", ()), options.get("drop_unsupported", False))
-    rows = np.zeros((n, *layout.shape), layout.dtype)
-    packer, unpacker = Packer(layout, rows), Unpacker(layout)
-    tensor = torch.from_numpy(rows)
-    acts = _actions(raw[0].action_space, (n,))
-    ratios = []
-    k = 0
-    for _ in range(runs):
-        step_s = pack_s = 0.0
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            a = acts[k % CYCLE].tolist()
-            k += 1
-            t0 = time.perf_counter()
-            out = []
-            for env, action in zip(raw, a, strict=True):
-                obs, _, term, trunc, _ = env.step(action)
-                out.append(env.reset()[0] if term or trunc else obs)
-            t1 = time.perf_counter()
-            for i, obs in enumerate(out):
-                packer.write(i, obs)
-            if layout.packed:
-                unpacker.unpack(tensor)
-            t2 = time.perf_counter()
-            step_s += t1 - t0
-            pack_s += t2 - t1
-        ratios.append(pack_s / step_s)
-        tick()
-    for env in raw:
-        env.close()
-    return ratios
-
-
 def run(env: str, seconds: float, runs: int, json_path: str | None, console: Console, num_envs: int = 0,
         **params: Any) -> list[dict]:
+    from .emulation import pack_overhead
+
     cores = len(os.sched_getaffinity(0))
-    n = num_envs or 4 * cores
-    n -= n % cores  # PufferLib splits the envs evenly over its workers
     creator, options = _creator(env, dict(params))
     skipped = puffer_missing()
+    console.print(f"sizing: a plain loop of {env} for {seconds:g} s ...")
+    one, close = _plain_step(creator)
+    try:
+        timed_rate(one, min(seconds, 0.3))
+        plain_rate = timed_rate(one, seconds)
+    finally:
+        close()
+    per_actor = num_envs // cores if num_envs else envs_per_actor(plain_rate)
+    if per_actor < 1:
+        raise ValueError(f"--num-envs must be at least the number of cores ({cores}), got {num_envs}")
+    n = per_actor * cores
+    n_gym = num_envs or 4 * cores
+    probe = creator()
+    actions = [a.tolist() for a in _actions(probe.action_space, (per_actor,))]
+    probe.close()
+    loops: dict[str, list[float]] = {}
+
+    def measure_loops(t: Callable) -> list[float]:
+        loops.update(_loops(env, creator, per_actor, seconds, runs, t, **params))
+        return loops["plain"]
+
     jobs: list[tuple[str, str, dict[str, Any], Callable[[Callable], list[float]]]] = [
-        ("plain", f"plain loop {env}, one env, one core", {"num_envs": 1, "num_actors": 1},
-         lambda t: _plain(creator, seconds, runs, t)),
+        ("plain", f"plain loop {env}, one env, one core; one actor's vector, both loops, interleaved",
+         {"num_envs": 1, "num_actors": 1}, measure_loops),
         ("pool", f"pool {env}, order turn", {"num_envs": n, "num_actors": cores, "order": "turn"},
-         lambda t: _pool(env, n, cores, seconds, runs, t, **params)),
+         lambda t: _pool(env, n, cores, seconds, runs, t, order="turn", **params)),
         ("pool_ready", f"pool {env}, order ready", {"num_envs": n, "num_actors": cores, "order": "ready"},
          lambda t: _pool(env, n, cores, seconds, runs, t, order="ready", **params)),
-        ("gym", f"gymnasium AsyncVectorEnv {env}", {"num_envs": n, "num_actors": n},
-         lambda t: _gym(creator, n, seconds, runs, t)),
-        ("pack", f"pack + unpack / env step {env}", {"num_envs": n, "num_actors": 1},
-         lambda t: _pack(creator, options, n, seconds, runs, t)),
+        ("gym", f"gymnasium AsyncVectorEnv {env}", {"num_envs": n_gym, "num_actors": n_gym},
+         lambda t: _gym(creator, n_gym, seconds, runs, t)),
+        ("pack", f"pack + unpack / env step {env}", {"num_envs": per_actor, "num_actors": 1},
+         lambda t: pack_overhead(creator, per_actor, seconds, runs, t, actions,
+                                 options.get("drop_keys", ()), options.get("drop_unsupported", False))),
     ]
     if skipped is None:
         jobs.insert(4, ("puffer", f"pufferlib Multiprocessing {env}", {"num_envs": n, "num_actors": cores},
@@ -216,8 +255,14 @@ def run(env: str, seconds: float, runs: int, json_path: str | None, console: Con
         for key, name, layout, measure in jobs:
             task = bar.add_task(name, total=runs)
             values = measure(lambda t=task: bar.advance(t))
-            records[key] = record("emulation", name, values, cores=cores, env=env,
+            records[key] = record("emulation", name.split(";")[0], values, cores=cores, env=env,
                                   unit="ratio" if key == "pack" else "steps/s", **layout)
+            if key == "plain":
+                for loop, label in (("vector", "compiled step loop"), ("vector_python", "Python step loop")):
+                    if loop in loops:
+                        records[loop] = record("emulation", f"one actor's vector {env}, {label}, one core",
+                                               loops[loop], cores=cores, env=env, unit="steps/s",
+                                               num_envs=per_actor, num_actors=1)
     rows = []
     for key, r in records.items():
         fmt = (lambda v: f"{v:.1%}") if key == "pack" else human
@@ -226,11 +271,21 @@ def run(env: str, seconds: float, runs: int, json_path: str | None, console: Con
     console.print(table(f"emulation {env} ({cores} cores), steps/s (pack: ratio), median of {runs} runs",
                         ["entry", "envs", "median", "min", "max"], rows))
     med = {k: r["steps_per_second"] for k, r in records.items()}
+    for loop, label in (("vector", "compiled"), ("vector_python", "Python")):
+        if loop in med:
+            # Interleaved with plain run by run: the per-run ratio is immune to load drifting between runs.
+            ratio = _median([v / p for v, p in zip(loops[loop], loops["plain"], strict=True)])
+            records[loop]["vs_plain"] = ratio
+            console.print(f"step path, {label} loop: one actor's vector / plain loop = {ratio:.2f} "
+                          "(1 = no cost beyond env.step; the copy into the rows included)", soft_wrap=True)
     ceiling = cores * med["plain"]
     for key, label in (("pool", "pool"), ("pool_ready", "pool, order ready")):
+        records[key]["vs_ceiling"] = med[key] / ceiling
+        records[key]["vs_gym"] = med[key] / med["gym"]
         line = (f"{label}: / ({cores} cores x plain loop) = {med[key] / ceiling:.2f} (target >= 0.85); "
                 f"/ AsyncVectorEnv = {med[key] / med['gym']:.1f}x (target >= 5x)")
         if "puffer" in med:
+            records[key]["vs_puffer"] = med[key] / med["puffer"]
             line += f"; / PufferLib Multiprocessing = {med[key] / med['puffer']:.1f}x (target >= 3x)"
         console.print(line, soft_wrap=True)
     if skipped is not None:
@@ -241,3 +296,9 @@ def run(env: str, seconds: float, runs: int, json_path: str | None, console: Con
         out.append({"bench": "emulation", "name": "pufferlib Multiprocessing", "env": env, "skipped": skipped})
     write_json(json_path, out)
     return out
+
+
+def _median(values: list[float]) -> float:
+    import statistics
+
+    return statistics.median(values)

@@ -132,7 +132,9 @@ def sb3(
 
     Runs with ``threads`` torch threads, as many as our trainer's config gives it, so the
     comparison is core for core. ``venv`` (closed here) replaces SB3's own ``DummyVecEnv``
-    of ``CartPole-v1``.
+    of ``CartPole-v1``. ``split`` gives the wall time's fractions: ``env`` (the vector env's
+    ``step_async`` + ``step_wait`` + ``reset``), ``learn`` (SB3's ``train``, the PPO update)
+    and ``rollout_other`` (the rest: SB3's policy forward, rollout buffer and callbacks).
     """
     import torch
     from stable_baselines3 import PPO
@@ -172,6 +174,9 @@ def sb3(
         learning_rate=linear(hp["learning_rate"]), clip_range=linear(hp["clip_range"]),
         seed=seed, device="cpu", verbose=0,
     )
+    spent = {"env": 0.0, "learn": 0.0}
+    _time_calls(model, ("train",), spent, "learn")
+    _time_calls(venv, ("step_async", "step_wait", "reset"), spent, "env")
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     watch = Watch()
@@ -188,7 +193,24 @@ def sb3(
         "agent_steps": model.num_timesteps,
         "wall_seconds": wall,
         "mean_return": None if watch.mean != watch.mean else watch.mean,
+        "split": {"env": spent["env"] / wall, "learn": spent["learn"] / wall,
+                  "rollout_other": max(0.0, 1 - (spent["env"] + spent["learn"]) / wall)},
     }
+
+
+def _time_calls(obj: Any, names: tuple[str, ...], spent: dict[str, float], key: str) -> None:
+    """Wraps ``obj``'s methods ``names`` (as instance attributes) to add their wall time to ``spent[key]``."""
+    for name in names:
+        method = getattr(obj, name)
+
+        def timed(*args: Any, _method: Callable[..., Any] = method, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                spent[key] += time.perf_counter() - start
+
+        setattr(obj, name, timed)
 
 
 def _threads(env: str) -> int:

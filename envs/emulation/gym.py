@@ -8,6 +8,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from . import steploop
 from .layout import Layout, layout_of
 from .vector import BufferSpec, PythonEnvVector, spec_from_layouts
 
@@ -86,58 +87,44 @@ class GymnasiumVecEnv(PythonEnvVector):
         self.truncations[:] = False
         self.masks[:] = True
         self._returns[:] = 0
-        self._steps = 0
-        self._starts = np.zeros(self.num_envs, dtype=np.int64)
+        self._lengths[:] = 0
         return self.observations
 
     def _bind(self, name: str, buffers: Mapping[str, np.ndarray] | None, seed: int) -> None:
-        self._reward_list = [0.0] * self.num_envs
-        self._raw_rewards = np.zeros(self.num_envs, dtype=np.float64)
         super()._bind(name, buffers, seed)
+        # Ended episodes' count, return sum and length sum since the last episode_stats().
+        self._totals = np.zeros(3, dtype=np.float64)
+        self._flags = self.terminals.view(np.uint8), self.truncations.view(np.uint8)
+        self._loop_with(steploop.step_loop, steploop.rows)
+
+    def _loop_with(self, loop: Callable[..., Any], rows: Callable[[Any], Any]) -> None:
+        """The step loop and its observation writers (see :mod:`.steploop`; tests pick each)."""
+        self._loop = loop
+        self._obs_rows, self._final_rows = rows(self._obs), rows(self._final)
 
     def step(self, actions: np.ndarray | None = None) -> None:
         """Steps every instance with ``self.actions`` (copied from ``actions`` if given)."""
         if actions is not None:
             self.actions[...] = actions
-        # Per env only the env's own step and one numpy write per observation leaf; rewards
-        # go into a list made once, flags and episode counters are stored once per step, and
-        # only the (rare) ended episodes are handled one by one.
-        write, rewards = self._obs.write, self._reward_list
-        ended = None
-        for i, (env, action) in enumerate(zip(self.envs, self._act.read_all(), strict=True)):
-            obs, reward, terminated, truncated, info = env.step(action)
-            rewards[i] = reward
-            if terminated or truncated:
-                if truncated and not terminated:
-                    self._final.write(i, obs)
-                if ended is None:
-                    ended = []
-                ended.append((i, bool(terminated), info))
-                obs, _ = env.reset()
-            write(i, obs)
-        raw = self._raw_rewards
-        raw[:] = rewards
-        self.rewards[:] = raw
-        self._returns += raw  # raw rewards, as the env gave them
-        self._steps += 1  # lengths are steps since each episode's start: no per-env counter to bump
-        self.terminals.fill(False)  # all rows: the actor may flag rows itself (a restart's truncation)
-        self.truncations.fill(False)
-        if ended is not None:
-            self._end(ended)
+        # Per env only the env's own step, its reward, flags and counters, and the observation's
+        # copy into its row (:mod:`.steploop`); episode sums wait in _totals for episode_stats,
+        # and only the infos of ended episodes come back to Python. Every row's flags are
+        # stored: the actor may flag rows itself (a restart's truncation).
+        infos = self._loop(self.envs, self._act.read_all(), self._obs_rows, self._final_rows, self.rewards,
+                           self._returns, self._lengths, *self._flags, self._totals)
+        if infos is not None:
+            for info in infos:
+                extra = info.get(EPISODE_STATS) if isinstance(info, dict) else None
+                if extra:
+                    self._log.add_sums(extra)
 
-    def _end(self, ended: list[tuple[int, bool, dict]]) -> None:
-        """Flags, episode statistics (and any ``info["episode_stats"]``) of the episodes that just ended."""
-        rows = [i for i, _, _ in ended]
-        self.terminals[rows] = [terminated for _, terminated, _ in ended]
-        self.truncations[rows] = [not terminated for _, terminated, _ in ended]
-        self._log.add_many(len(rows), episode_return=self._returns[rows].sum(),
-                           episode_length=len(rows) * self._steps - self._starts[rows].sum())
-        for _, _, info in ended:
-            extra = info.get(EPISODE_STATS) if isinstance(info, dict) else None
-            if extra:
-                self._log.add_sums(extra)
-        self._returns[rows] = 0
-        self._starts[rows] = self._steps
+    def episode_stats(self) -> dict[str, float]:
+        """Means over the episodes finished since the last call (``episodes``: their count)."""
+        totals = self._totals
+        if totals[0]:
+            self._log.add_many(int(totals[0]), episode_return=totals[1], episode_length=totals[2])
+            totals[:] = 0
+        return self._log.take()
 
     def __repr__(self) -> str:
         return f"GymnasiumVecEnv({self.name!r}, num_envs={self.num_envs})"

@@ -148,3 +148,37 @@ def test_unsupported_leaves_name_their_path() -> None:
         layout_of(graph)
     with pytest.raises(ValueError, match="drop_keys.*'nope'"):
         layout_of(space, drop_keys=("nope",), drop_unsupported=True)
+
+
+def test_unpacked_views_follow_the_rows_batch_after_batch() -> None:
+    """The views an Unpacker keeps for rows it has seen show each batch's new contents."""
+    space = spaces.Dict({"hp": spaces.Box(0, 100, (2,), dtype=np.int16), "kind": spaces.Discrete(9)})
+    layout = layout_of(space)
+    arena = np.zeros((6, layout.nbytes), np.uint8)
+    packer, unpacker = Packer(layout, arena), Unpacker(layout)
+    groups = [arena[:3], arena[3:]]
+    for step in range(4):
+        for row in range(6):
+            packer.write(row, {"hp": np.array([row, step], np.int16), "kind": (row + step) % 9})
+        for g, group in enumerate(groups):
+            out = unpacker.unpack(torch.from_numpy(group))  # a new tensor over the same rows each time
+            rows = np.arange(3 * g, 3 * g + 3)
+            assert out["hp"][:, 0].tolist() == rows.tolist() and out["hp"][:, 1].tolist() == [step] * 3
+            assert out["kind"].tolist() == ((rows + step) % 9).tolist()
+    # Other rows of the same size are other memory: their own values, not the kept views'.
+    other = torch.from_numpy(arena[:3].copy())
+    other[:, 0] = 7
+    assert unpacker.unpack(other)["hp"][:, 0].tolist() == [7, 7, 7]
+
+
+def test_views_made_in_inference_mode_are_not_reused_for_autograd() -> None:
+    layout = layout_of(spaces.Dict({"x": spaces.Box(-1, 1, (2,), np.float32), "k": spaces.Discrete(3)}))
+    rows = torch.zeros(4, layout.nbytes, dtype=torch.uint8)
+    unpacker = Unpacker(layout)
+    with torch.inference_mode():
+        assert unpacker.unpack(rows)["x"].is_inference()
+    x = unpacker.unpack(rows)["x"]
+    assert not x.is_inference()
+    weight = torch.ones(2, requires_grad=True)
+    (x * weight).sum().backward()  # an inference tensor would refuse to be saved for backward
+    assert weight.grad is not None
