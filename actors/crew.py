@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,29 @@ from .ledger import GroupLedger
 # Plain ints: pyzmq's flag enums cost an object per ``|``/``&`` on the per-message path.
 _NOBLOCK, _POLLIN, _EVENTS = int(zmq.NOBLOCK), int(zmq.POLLIN), int(zmq.EVENTS)
 ALL = -1  # poll(): every actor's done FIFO
+
+
+class ActorError(RuntimeError):
+    """An actor died or stopped answering; names it, its env slice and why."""
+
+    def __init__(self, actor: int, envs: tuple[int, int], status: str, traceback: str | None = None) -> None:
+        self.actor, self.envs, self.status, self.traceback = actor, envs, status, traceback
+        text = f"actor {actor} (envs {envs[0]}:{envs[1]}) {status}"
+        if traceback:
+            text += "\n--- actor traceback ---\n" + traceback.rstrip()
+        super().__init__(text)
+
+
+def exit_status(exitcode: int | None) -> str:
+    """'killed by SIGSEGV', 'exited with code 1', ... for a process's exit code."""
+    if exitcode is None:
+        return "is running"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
 
 
 class Crew:
@@ -49,6 +73,12 @@ class Crew:
         self._polls: dict[int, Any] = {}  # actor (or ALL) -> select.epoll; rebuilt on a restart
         self._router_fd = -1
         self._closed = False
+        self.failure: ActorError | None = None  # once set, the pool raises it on every call
+
+    def fail(self, k: int, status: str, traceback: str | None = None) -> ActorError:
+        """Records actor ``k``'s failure and returns it to raise."""
+        self.failure = ActorError(k, self.ledger.layout.env_slice(k), status, traceback)
+        return self.failure
 
     def bind(self) -> None:
         self.router.bind(self.endpoint)

@@ -132,6 +132,16 @@ class PoolLayout:
         """Global env ids ``[lo, hi)`` that actor ``actor`` steps."""
         return actor * self.envs_per_actor, (actor + 1) * self.envs_per_actor
 
+    def rows_per_env(self, buffers: dict[str, np.ndarray]) -> dict[str, int]:
+        """Each buffer's rows per env (agents, or 1 for per-env extras) in an arena of ``num_envs``."""
+        return {name: a.shape[0] // self.num_envs for name, a in buffers.items()}
+
+    def views(self, g: int, buffers: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Group ``g``'s rows of every buffer: one contiguous view each."""
+        lo, hi = g * self.batch_size, (g + 1) * self.batch_size
+        rows = self.rows_per_env(buffers)
+        return {name: a[lo * rows[name]:hi * rows[name]] for name, a in buffers.items()}
+
     def env_ids(self, g: int, agents_per_env: int) -> np.ndarray:
         """Group ``g``'s agents' global ids, in arena order."""
         return np.concatenate([

@@ -11,7 +11,7 @@ With ``order="ready"``, ``recv`` instead returns whichever group in flight is re
 the batch divides an actor's envs in two or more. Actors then never wait for each
 other: a core that runs slower (shared with the caller, or with a neighbour on a VM)
 costs only its own share. Runs no longer repeat exactly. Since ``recv`` may then never
-sleep, it looks for dead or silent actors every ``_AUDIT_S`` instead.
+sleep, it looks for dead or silent actors every ``actors.waiter.AUDIT_S`` instead.
 
 How a group is made is :mod:`actors.layout`'s (:func:`plan_layout`): for the C envs
 (``split``, see :func:`default_split`) every actor owns one *part* of every group when its
@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import time
 import weakref
 from collections.abc import Callable
@@ -62,9 +61,10 @@ import envs
 from . import forkserver, wire
 from .actions import ActionCheck
 from .arena import Arena, private_dir, sweep_stale
-from .crew import ALL, Crew
+from .crew import ActorError, Crew, exit_status
 from .layout import Member, PoolLayout, plan_layout
 from .ledger import GroupLedger
+from .waiter import Waiter
 from .worker import ActorConfig, Part, make_env, ship_env
 
 __all__ = [
@@ -75,18 +75,6 @@ __all__ = [
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 ORDERS = ("turn", "ready")  # recv: groups round-robin, or whichever is ready first
-_AUDIT_S = 0.1  # order "ready": how often recv looks for dead or silent actors without sleeping
-
-
-class ActorError(RuntimeError):
-    """An actor died or stopped answering; names it, its env slice and why."""
-
-    def __init__(self, actor: int, envs: tuple[int, int], status: str, traceback: str | None = None) -> None:
-        self.actor, self.envs, self.status, self.traceback = actor, envs, status, traceback
-        text = f"actor {actor} (envs {envs[0]}:{envs[1]}) {status}"
-        if traceback:
-            text += "\n--- actor traceback ---\n" + traceback.rstrip()
-        super().__init__(text)
 
 
 def actor_seed(seed: int, actor: int, generation: int = 0) -> int:
@@ -95,18 +83,6 @@ def actor_seed(seed: int, actor: int, generation: int = 0) -> int:
     if generation:
         mixed = (mixed ^ ((generation * 0xBF58476D1CE4E5B9) & _MASK64)) & _MASK64
     return mixed
-
-
-def exit_status(exitcode: int | None) -> str:
-    """'killed by SIGSEGV', 'exited with code 1', ... for a process's exit code."""
-    if exitcode is None:
-        return "is running"
-    if exitcode < 0:
-        try:
-            return f"killed by {signal.Signals(-exitcode).name}"
-        except ValueError:
-            return f"killed by signal {-exitcode}"
-    return f"exited with code {exitcode}"
 
 
 def default_split(env: str | Callable[..., Any]) -> bool:
@@ -145,12 +121,11 @@ class ActorPool:
         batch_size = num_envs if batch_size is None else batch_size
         if order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
-        if split is None:
-            split = default_split(env)
+        split = default_split(env) if split is None else split
         self.order = order
         self.layout = PoolLayout.plan(num_envs, num_actors, batch_size, split, local=order == "ready")
         self.envs_per_actor, self.parts_per_actor = self.layout.envs_per_actor, self.layout.parts_per_actor
-        self.actors_per_group = self.layout.actors_per_group
+        self.actors_per_group, self.num_groups = self.layout.actors_per_group, self.layout.num_groups
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         allowed = sorted(os.sched_getaffinity(0))
@@ -158,7 +133,6 @@ class ActorPool:
         if not cores or any(c not in allowed for c in cores):
             raise ValueError(f"cores must be a non-empty subset of the allowed cores {allowed}, got {cores}")
         self.num_envs, self.num_actors, self.batch_size = num_envs, num_actors, batch_size
-        self.num_groups = self.layout.num_groups
         self.cores = [cores[k % len(cores)] for k in range(num_actors)]
         self.restart, self.timeout, self.restarts = restart, float(timeout), 0
         self._env, self._params, self._seed = env, params, seed
@@ -166,15 +140,9 @@ class ActorPool:
 
         # Bad input fails here, in the caller, before any process or arena exists.
         self._shipped = ship_env(env, params)
-        # One env in this process tells the buffers' per-env shapes and the spaces.
-        probe = make_env(env, 1, seed, None, params)
-        try:
-            per_env = {name: (a.shape, a.dtype) for name, a in probe.buffers.items()}
-            self.single_observation_space = probe.single_observation_space
-            self.single_action_space = probe.single_action_space
-            self.agents_per_env = probe.num_agents
-        finally:
-            probe.close()
+        per_env, self.single_observation_space, self.single_action_space, self.agents_per_env = _probe(
+            env, seed, params
+        )
         self.num_agents = num_envs * self.agents_per_env
         self.batch_rows = batch_size * self.agents_per_env
         spec = {name: ((shape[0] * num_envs, *shape[1:]), dtype) for name, (shape, dtype) in per_env.items()}
@@ -185,8 +153,7 @@ class ActorPool:
         self._ledger = GroupLedger(self.layout)
         self._tally = wire.Tally()
         self._crew = Crew(self._dir, num_actors, self._ledger, self._tally)
-        self._audit_at = 0.0  # order "ready": when recv next looks for dead or silent actors
-        self._failure: ActorError | None = None
+        self._waiter = Waiter(self._crew, self._ledger, self.timeout)
         self._closed = False
         arenas: list[Arena] = []
         # Runs on close(), on garbage collection and at interpreter exit (Ctrl-C included).
@@ -196,18 +163,18 @@ class ActorPool:
             self._arena = Arena.create(spec)
             arenas.append(self._arena)
             self.buffers = self._arena.buffers
-            self._rows = {name: a.shape[0] // num_envs for name, a in self.buffers.items()}  # rows per env
+            self._rows = self.layout.rows_per_env(self.buffers)
             for k in range(num_actors):
                 self._start(k, actor_seed(seed, k), restarted=False)
-            self._wait(None, time.monotonic() + max(self.timeout, 30.0))
+            self._waiter.until(None, time.monotonic() + max(self.timeout, 30.0), self._check_alive)
         except BaseException:
             self.close()
             raise
-        self._groups = []  # per group: its views of every buffer (arena rows group by group), its env ids
-        for g in range(self.num_groups):
-            lo, hi = g * batch_size, (g + 1) * batch_size
-            views = {name: a[lo * self._rows[name]:hi * self._rows[name]] for name, a in self.buffers.items()}
-            self._groups.append((views, self.layout.env_ids(g, self.agents_per_env)))
+        # Per group: its views of every buffer (the arena is laid out group by group) and its env ids.
+        self._groups = [
+            (self.layout.views(g, self.buffers), self.layout.env_ids(g, self.agents_per_env))
+            for g in range(self.num_groups)
+        ]
         # The step command per actor of each group.
         self._commands = [[(m.actor, wire.step_command(m.part)) for m in members] for members in self.layout.groups]
         self._check = ActionCheck(self.single_action_space, self._groups[0][0]["actions"].shape)
@@ -221,7 +188,7 @@ class ActorPool:
     def async_reset(self, seed: int | None = None) -> None:
         """Reseeds every actor's envs (actor k from ``actor_seed(seed, k)``); all groups step."""
         self._check_open()
-        self._wait(None, time.monotonic() + self.timeout)
+        self._waiter.until(None, time.monotonic() + self.timeout, self._check_alive)
         seed = self._seed if seed is None else seed
         self._seed = seed
         for k in range(self.num_actors):
@@ -238,10 +205,10 @@ class ActorPool:
             raise RuntimeError("recv() needs async_reset() first, then one send() per recv()")
         deadline = time.monotonic() + self.timeout
         if self.order == "ready":
-            g = self._first_ready(deadline)
+            g = self._waiter.first_ready(deadline, self._check_alive)
         else:
             g = self._next
-            self._wait(g, deadline)
+            self._waiter.until(g, deadline, self._check_alive)
         self._held = self._last = g
         v, env_ids = self._groups[g]
         return v["observations"], v["rewards"], v["terminals"], v["truncations"], v["masks"], env_ids
@@ -325,8 +292,8 @@ class ActorPool:
     # ---- machinery -----------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._failure is not None:
-            raise self._failure
+        if self._crew.failure is not None:
+            raise self._crew.failure
         if self._closed:
             raise RuntimeError("the pool is closed")
 
@@ -358,81 +325,31 @@ class ActorPool:
         except OSError as exc:
             self._check_alive()  # full (an actor not reading): it died; report or restart
             if self._crew.generation[k] == generation:
-                self._failure = ActorError(k, self.env_slice(k), f"stopped reading its commands ({exc})")
-                raise self._failure from None
+                raise self._crew.fail(k, f"stopped reading its commands ({exc})") from None
             return  # restarted: the new actor starts fresh and owes only its hello
         self._ledger.signalled(k)
 
-    def _wait(self, g: int | None, deadline: float) -> None:
-        """Blocks (no spinning) until group ``g`` (None: every actor) is answered; wakes on
-        done bytes, messages and deaths.
-
-        It sleeps on one actor at a time, in an ``epoll`` holding that actor's done FIFO, the
-        router's notification fd (ZMQ_FD: readable once messages arrived after the last
-        drain, which then reads them all) and every actor's pidfd. Other actors' answers
-        meanwhile wake nobody (a wake-up costs the waker tens of µs on a VM); they are read
-        when their turn comes. An actor has answered once its done message is read.
-        """
-        owing, poll = self._ledger.owing, self._crew.poll
-        last = None
-        while True:
-            k = owing(g)
-            if k is None:
-                # Complete. An actor that died after answering shows in the next wait.
-                if last is not None:
-                    self._ledger.slowest(last)
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise self._silent(k)
-            if self._dispatch(poll(k, min(remaining, 0.25))):
-                last = k  # its epoll holds no other done FIFO
-
-    def _first_ready(self, deadline: float) -> int:
-        """Order "ready": the group in flight longest of those answered, waiting for one if none is."""
-        ledger = self._ledger
-        while True:
-            now = time.monotonic()
-            if now >= self._audit_at:
-                # Deaths and hangs must show even while other groups keep coming: every _AUDIT_S,
-                # read what arrived (answers first, so a caller back from a long pause sees what
-                # came meanwhile) and notice exits; the oldest group owed must be within the timeout.
-                self._audit_at = now + _AUDIT_S
-                self._dispatch(self._crew.poll(ALL, 0))
-                late = ledger.overdue(now, self.timeout)
-                if late is not None:
-                    raise self._silent(late)
-            g = ledger.take_ready()
-            if g is not None:
-                return g
-            remaining = deadline - now
-            if remaining <= 0:
-                raise self._silent(ledger.owing(ledger.flight[0]))
-            self._dispatch(self._crew.poll(ALL, min(remaining, 0.25)))
-
-    def _dispatch(self, events: list[tuple[int, int]]) -> bool:
-        """Reads what an epoll reported; checks exits (every actor's, when nothing came at all).
-        True if a done FIFO was read."""
-        read, exited = self._crew.dispatch(events)
-        if exited or not events:
-            self._check_alive(exited)  # an actor exited, or nothing came for a while
-        return read
-
-    def _silent(self, k: int | None) -> ActorError:
-        assert k is not None
-        self._failure = ActorError(k, self.env_slice(k), f"sent nothing for {self.timeout:g} s (still running)")
-        return self._failure
-
     def _check_alive(self, fired: list[int] | None = None) -> None:
-        for k, exitcode in self._crew.exited(fired):
+        """Raises for an actor that exited, or, with ``restart``, starts its next generation."""
+        crew = self._crew
+        for k, exitcode in crew.exited(fired):
             if not self.restart:
-                self._failure = ActorError(k, self.env_slice(k), exit_status(exitcode), self._crew.tracebacks.get(k))
-                raise self._failure
-            self._crew.procs[k].join(0)
+                raise crew.fail(k, exit_status(exitcode), crew.tracebacks.get(k))
+            crew.procs[k].join(0)
             self.restarts += 1
-            self._crew.generation[k] += 1
-            self._start(k, actor_seed(self._seed, k, self._crew.generation[k]), restarted=True)
+            crew.generation[k] += 1
+            self._start(k, actor_seed(self._seed, k, crew.generation[k]), restarted=True)
             self._ledger.restart_clock(k, time.monotonic())
+
+
+def _probe(env: str | Callable[..., Any], seed: int, params: dict[str, Any]) -> tuple[dict[str, Any], Any, Any, int]:
+    """One env in this process: its buffers' per-env shapes and dtypes, its spaces and agents per env."""
+    probe = make_env(env, 1, seed, None, params)
+    try:
+        per_env = {name: (a.shape, a.dtype) for name, a in probe.buffers.items()}
+        return per_env, probe.single_observation_space, probe.single_action_space, probe.num_agents
+    finally:
+        probe.close()
 
 
 def _cleanup(crew: Crew, directory: Any, arenas: list[Arena]) -> None:
