@@ -82,7 +82,7 @@ class Crew:
 
     def bind(self) -> None:
         self.router.bind(self.endpoint)
-        self._router_fd = self.router.getsockopt(zmq.FD)
+        self._router_fd = int(self.router.getsockopt(zmq.FD))
 
     def doorbell(self, k: int) -> Doorbell:
         """A fresh doorbell for actor ``k``'s current generation (the previous one closed)."""
@@ -120,7 +120,8 @@ class Crew:
             epoll.register(self._router_fd, select.EPOLLIN)
             bells = self.doorbells if k == ALL else [self.doorbells[k]]
             for fd in (*self._pidfds, *(b.done_fd for b in bells if b is not None)):
-                epoll.register(fd, select.EPOLLIN)
+                if fd is not None:
+                    epoll.register(fd, select.EPOLLIN)
         return epoll.poll(timeout)
 
     def dispatch(self, events: list[tuple[int, int]]) -> tuple[bool, list[int]]:
@@ -146,7 +147,7 @@ class Crew:
     def drain(self) -> None:
         """Handles every message already queued, without blocking (each is identity + one frame)."""
         router = self.router
-        while router.getsockopt(_EVENTS) & _POLLIN:
+        while int(router.getsockopt(_EVENTS)) & _POLLIN:
             ident = router.recv(_NOBLOCK)
             payload = router.recv(_NOBLOCK)
             k = self._actor_of.get(ident)

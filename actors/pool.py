@@ -298,11 +298,12 @@ class ActorPool:
             raise RuntimeError("the pool is closed")
 
     def _start(self, k: int, seed: int, restarted: bool) -> None:
-        crew = self._crew
+        crew, arena = self._crew, self._arena
+        assert arena is not None, "actors start once the arena exists"
         bell = crew.doorbell(k)
         cfg = ActorConfig(
             index=k, generation=crew.generation[k], endpoint=crew.endpoint, go_path=bell.go_path,
-            done_path=bell.done_path, arena_path=self._arena.path, spec=self._arena.spec,
+            done_path=bell.done_path, arena_path=arena.path, spec=arena.spec,
             parts=[
                 Part({name: (lo * r, hi * r) for name, r in self._rows.items()}, hi - lo)
                 for lo, hi in self.layout.parts(k)

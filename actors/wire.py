@@ -1,7 +1,7 @@
 """The actor wire protocol, as ``envs/c/wire.h`` defines it; that header's comment describes it.
 
 The header is the one definition: the C step loop compiles it, and this module takes its
-constants from the compiled extension (``envs._native.wire()``), so the two cannot drift
+constants from the compiled extension (:func:`envs.native.wire_protocol`), so the two cannot drift
 apart. Here they are as bytes, with the commands the pool writes, the answer an actor
 writes and the reader that splits the answers the pool reads.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import struct
 
-from envs import _native
+from envs.native import wire_protocol
 
-_WIRE = _native.wire()
+_WIRE = wire_protocol()
 _MASK64 = (1 << 64) - 1
 
 STEP: bytes = _WIRE["step"]
@@ -48,7 +48,8 @@ def reset_command(seed: int) -> bytes:
 
 def answer(stats: list[dict[str, float]]) -> bytes:
     """The done answer for the parts just stepped or reset, from their ``episode_stats()``."""
-    count, sums = 0, {}
+    count: float = 0
+    sums: dict[str, float] = {}
     for summary in stats:
         n = summary.pop("episodes", 0)
         if n:
@@ -72,9 +73,9 @@ class Tally:
         self.clear()
 
     def clear(self) -> None:
-        self.native = [0, 0.0, 0.0, 0.0]  # from EPISODES answers: episodes, then the NATIVE_STATS sums
+        self.native: list[float] = [0, 0.0, 0.0, 0.0]  # from EPISODES answers: episodes, then the NATIVE_STATS sums
         self.sums: dict[str, float] = {}  # from JSON answers: stat -> sum over episodes
-        self.episodes = 0  # from JSON answers
+        self.episodes: float = 0  # from JSON answers
 
     def take(self) -> dict[str, float]:
         """Means over the episodes tallied since the last call (``episodes``: how many); clears."""
