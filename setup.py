@@ -6,12 +6,14 @@ from setuptools import Extension, setup
 
 # APPLIANCE_SANITIZE=1 builds the envs with AddressSanitizer and UBSan (CI uses it).
 sanitize = os.environ.get("APPLIANCE_SANITIZE") == "1"
-flags = ["-O3", "-std=c99", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"]
+# Every warning is an error, in the sanitized build too: a new env header must build clean.
+warnings = ["-Wall", "-Wextra", "-Werror"]
+flags = ["-O3", "-std=c99", *warnings]
 link = []
 if sanitize:
     # -fno-wrapv undoes Python's -fwrapv so UBSan can see signed overflow.
     flags = ["-O1", "-g", "-std=c99", "-fno-omit-frame-pointer", "-fno-wrapv", "-fsanitize=address,undefined",
-             "-fno-sanitize-recover=undefined"]
+             "-fno-sanitize-recover=undefined", *warnings]
     link = ["-fsanitize=address,undefined"]
 
 

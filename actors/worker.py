@@ -3,18 +3,10 @@
 The hot path is a doorbell: two named FIFOs per actor and generation in the pool's private
 socket directory (by path, so forkserver children need no inherited fds). A ZeroMQ round
 trip crosses both sides' I/O threads (100-200 µs wall); a pipe byte costs a few µs.
-
-- go FIFO, pool → actor: ``S<part:2>`` step that part of the actor's envs with the
-  actions already in the arena, ``R<seed:8>`` reset every part, ``Q`` quit (end of
-  file, once the pool closed it, also quits).
-- done FIFO, actor → pool, one message per command, in order: ``D``, or, when episodes
-  finished, ``e<episodes:4><return:8><length:8><score:8>`` (little-endian: the native
-  envs' statistics, summed over those episodes) or, for other statistics,
-  ``d<length:4>`` + JSON ``[episodes, {stat: mean}]``. The
-  summary rides the doorbell rather than ZeroMQ because with thousands of envs episodes
-  end on nearly every step, and one ZeroMQ message per step cost a quarter of the rate.
-- ZeroMQ (DEALER → the pool's ROUTER, identity ``b"<actor>:<generation>"``), actor → pool,
-  one frame each: ``H`` hello (envs built, observations ready), ``E`` + traceback before dying.
+Commands come down the go FIFO (step a part, reset, quit) and one answer per command goes
+back up the done FIFO, with the episode statistics of the envs it stepped; ZeroMQ carries
+the hello and the traceback of a dying actor. The bytes are the wire protocol of
+``envs/c/wire.h`` (:mod:`actors.wire`).
 
 No data crosses either channel. The actor never spins: it blocks in ``poll`` on the go
 FIFO with a short timeout and uses each timeout to check that its owner is still alive.
@@ -30,12 +22,10 @@ part ``j`` is seeded :func:`part_seed` ``(seed, j)``.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import pickle
 import select
 import signal
-import struct
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,14 +38,15 @@ import zmq
 import envs
 from envs.creators import CreatorError, label
 
+from . import wire
 from .arena import Arena, Spec
+from .wire import NATIVE_STATS, NATIVE_SUMMARY
+
+__all__ = ["NATIVE_STATS", "NATIVE_SUMMARY", "ActorConfig", "Part", "main", "make_env", "part_seed", "ship_env"]
 
 POLL_MS = 200
 _PR_SET_PDEATHSIG = 1
 _MASK64 = (1 << 64) - 1
-_COMMAND_SIZE = {b"S": 3, b"R": 9, b"Q": 1}
-NATIVE_STATS = ("episode_return", "episode_length", "score")
-NATIVE_SUMMARY = struct.Struct("<cI3d")  # b"e", episodes, then the NATIVE_STATS sums
 
 
 def part_seed(seed: int, part: int) -> int:
@@ -153,7 +144,7 @@ def main(cfg: ActorConfig) -> None:
         _serve(cfg, sock, parent)
     except BaseException:
         # Tell the pool why before dying: term() waits (up to the linger) until the message left.
-        sock.send(b"E" + traceback.format_exc().encode())
+        sock.send(wire.ERROR + traceback.format_exc().encode())
         sock.close(linger=1000)
         context.term()
         os._exit(1)
@@ -200,25 +191,11 @@ def _serve(cfg: ActorConfig, sock: zmq.Socket, parent: int) -> None:
         os.close(done)
 
 
-def _summary(stats: list[dict[str, float]]) -> bytes:
-    """The done message for the parts just stepped or reset: ``D``, or ``d`` + their episodes."""
-    count, sums = 0, {}
-    for summary in stats:
-        n = summary.pop("episodes", 0)
-        if n:
-            count += n
-            for key, mean in summary.items():
-                sums[key] = sums.get(key, 0.0) + mean * n
-    if not count:
-        return b"D"
-    if len(sums) == len(NATIVE_STATS) and all(key in sums for key in NATIVE_STATS):
-        return NATIVE_SUMMARY.pack(b"e", count, *(sums[key] for key in NATIVE_STATS))
-    payload = json.dumps([count, {key: total / count for key, total in sums.items()}]).encode()
-    return b"d" + len(payload).to_bytes(4, "little") + payload
+_summary = wire.answer  # the done answer for the parts just stepped or reset
 
 
 def _loop(cfg: ActorConfig, sock: zmq.Socket, parent: int, parts: list[Any], go: int, done: int) -> None:
-    sock.send(b"H")
+    sock.send(wire.HELLO)
     poller = select.poll()
     poller.register(go, select.POLLIN)
     wait, read, write = poller.poll, os.read, os.write
@@ -247,7 +224,7 @@ def _loop(cfg: ActorConfig, sock: zmq.Socket, parent: int, parts: list[Any], go:
             if not pending:  # end of file: the pool closed the doorbell (or died)
                 return
         op = pending[:1]
-        size = _COMMAND_SIZE.get(op)
+        size = wire.COMMAND_SIZE.get(op)
         if size is None:
             raise RuntimeError(f"actor {cfg.index}: unknown control byte {op!r}")
         while len(pending) < size:  # writes under PIPE_BUF are atomic: this never waits long
@@ -255,16 +232,16 @@ def _loop(cfg: ActorConfig, sock: zmq.Socket, parent: int, parts: list[Any], go:
             if not more:
                 raise RuntimeError(f"actor {cfg.index}: truncated command {pending!r}")
             pending += more
-        if op == b"S":
-            j = 0 if single else int.from_bytes(pending[1:3], "little")
-            pending = pending[3:]
+        if op == wire.STEP:
+            j = 0 if single else int.from_bytes(pending[1:size], "little")
+            pending = pending[size:]
             steps[j]()
             write(done, _summary([stats[j]()]))
-        elif op == b"R":
-            seed = int.from_bytes(pending[1:9], "little")
-            pending = pending[9:]
+        elif op == wire.RESET:
+            seed = int.from_bytes(pending[1:size], "little")
+            pending = pending[size:]
             for j, env in enumerate(parts):
                 env.reset(part_seed(seed, j))
             write(done, _summary([s() for s in stats]))
-        else:  # Q
+        else:  # wire.QUIT
             return

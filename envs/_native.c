@@ -1,5 +1,6 @@
 /* The generic engine: exposes every native env header to Python as one type.
- * It knows nothing about any env beyond the contract in c/env.h. */
+ * It knows nothing about any env beyond the contract in c/env.h; the envs it serves
+ * are the list in c/registry.h. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -8,10 +9,7 @@
 #include <unistd.h>
 
 #include "c/env.h"
-#include "c/cartpole.h"
-#include "c/grid.h"
-#include "c/moba.h"
-#include "c/snake.h"
+#include "c/wire.h"
 
 typedef struct {
     const char *name;
@@ -26,6 +24,8 @@ typedef struct {
     void (*free)(void *);
 } EnvKind;
 
+/* First reading of the registry: each env's entry, NAME_kind, with type-erased calls. */
+#undef ENV_KIND
 #define ENV_KIND(NAME)                                                                       \
     static int NAME##_init_v(void *e, const Buffers *b, char *err, size_t n) {              \
         return NAME##_init((NAME *)e, b, err, n);                                            \
@@ -36,13 +36,15 @@ typedef struct {
     static const EnvKind NAME##_kind = {#NAME, NAME##_PARAMS, NAME##_EXTRAS, sizeof(NAME),  \
                                         offsetof(NAME, log), NAME##_layout, NAME##_init_v,  \
                                         NAME##_reset_v, NAME##_step_v, NAME##_free_v};
+#include "c/registry.h"
+#undef ENV_KIND
 
-/* The registry: one line per env. */
-ENV_KIND(cartpole)
-ENV_KIND(grid)
-ENV_KIND(moba)
-ENV_KIND(snake)
-static const EnvKind *KINDS[] = {&cartpole_kind, &grid_kind, &moba_kind, &snake_kind};
+/* Second reading: the table of every env (the headers' bodies are skipped by their guards). */
+#define ENV_KIND(NAME) &NAME##_kind,
+static const EnvKind *KINDS[] = {
+#include "c/registry.h"
+};
+#undef ENV_KIND
 
 #define NUM_KINDS ((int)(sizeof(KINDS) / sizeof(KINDS[0])))
 #define MAX_PARAMS 32
@@ -375,7 +377,7 @@ static PyTypeObject EnvType = {
 
 /* ------------------------------------------------------------------ module */
 
-static PyObject *mod_kinds(PyObject *m, PyObject *Py_UNUSED(ignored)) {
+static PyObject *mod_kinds(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) {
     PyObject *out = PyDict_New();
     if (!out) return NULL;
     for (int i = 0; i < NUM_KINDS; i++) {
@@ -410,7 +412,7 @@ static PyObject *mod_kinds(PyObject *m, PyObject *Py_UNUSED(ignored)) {
     return out;
 }
 
-static PyObject *mod_layout(PyObject *m, PyObject *args) {
+static PyObject *mod_layout(PyObject *Py_UNUSED(m), PyObject *args) {
     const char *name;
     PyObject *params;
     double values[MAX_PARAMS];
@@ -429,12 +431,9 @@ static PyObject *mod_layout(PyObject *m, PyObject *args) {
 /* ------------------------------------------------------------ actor loop */
 
 /* The hot loop of an actor process (actors/worker.py) stepping native envs, with the
- * GIL released: no Python runs between steps. The wire format is the worker's:
- *   go fd, in:   "S" + part (2 bytes, little-endian): step envs[part] with its actions
- *   done fd, out: one answer per step: "D", or, when episodes ended, "e" + episodes
- *                 (uint32) + the sums of episode_return, episode_length and score over
- *                 them (3 float64), all little-endian and unpadded (29 bytes)
- * Anything else (reset, quit, a part out of range) goes back to Python unread.
+ * GIL released: no Python runs between steps. It speaks the step command and the
+ * 'D' and 'e' answers of the wire protocol (c/wire.h); anything else (reset, quit, a
+ * part out of range) goes back to Python unread.
  * go_fd must be non-blocking: the loop reads first (the next command is usually
  * waiting) and sleeps in poll(timeout_ms) only when there is none.
  * Returns None after timeout_ms without a command (or on a signal: the worker checks
@@ -442,34 +441,33 @@ static PyObject *mod_layout(PyObject *m, PyObject *args) {
  * bytes, starting with the first command it does not handle. */
 
 #define SERVE_BUF 8192
-#define SERVE_ANSWER 29
 
 static void put_le(unsigned char *p, uint64_t v, int n) {
     for (int i = 0; i < n; i++) p[i] = (unsigned char)(v >> (8 * i));
 }
 
-/* The done message for the step just taken; clears the env's log. Returns its length. */
+/* The done answer for the step just taken; clears the env's log. Returns its length. */
 static int take_answer(EnvObject *env, unsigned char *out) {
     Log *log = (Log *)((char *)env->state + env->kind->log_offset);
     if (log->episodes <= 0) {
-        out[0] = 'D';
+        out[0] = WIRE_DONE;
         return 1;
     }
-    double sums[3] = {log->episode_return, log->episode_length, log->score};
-    out[0] = 'e';
-    put_le(out + 1, (uint64_t)log->episodes, 4);
-    for (int i = 0; i < 3; i++) {
+    double sums[WIRE_NUM_STATS] = {log->episode_return, log->episode_length, log->score};
+    out[0] = WIRE_EPISODES;
+    put_le(out + 1, (uint64_t)log->episodes, WIRE_COUNT_BYTES);
+    for (int i = 0; i < WIRE_NUM_STATS; i++) {
         uint64_t bits;
         memcpy(&bits, &sums[i], 8);
-        put_le(out + 5 + 8 * i, bits, 8);
+        put_le(out + 1 + WIRE_COUNT_BYTES + 8 * i, bits, 8);
     }
     memset(log, 0, sizeof(Log));
-    return SERVE_ANSWER;
+    return WIRE_EPISODES_SIZE;
 }
 
 enum { SERVE_TIMEOUT, SERVE_EOF, SERVE_OTHER, SERVE_ERROR };
 
-static PyObject *mod_serve(PyObject *m, PyObject *args) {
+static PyObject *mod_serve(PyObject *Py_UNUSED(m), PyObject *args) {
     PyObject *seq;
     int go, done, timeout_ms;
     if (!PyArg_ParseTuple(args, "Oiii", &seq, &go, &done, &timeout_ms)) return NULL;
@@ -489,20 +487,20 @@ static PyObject *mod_serve(PyObject *m, PyObject *args) {
     int status, err = 0;
     Py_BEGIN_ALLOW_THREADS
     for (;;) {
-        if (pos < len && buf[pos] != 'S') {
+        if (pos < len && buf[pos] != WIRE_STEP) {
             status = SERVE_OTHER;
             break;
         }
-        if (len - pos >= 3) {
+        if (len - pos >= WIRE_STEP_SIZE) {
             Py_ssize_t part = buf[pos + 1] | (buf[pos + 2] << 8);
             if (part >= n) {
                 status = SERVE_OTHER;
                 break;
             }
-            pos += 3;
+            pos += WIRE_STEP_SIZE;
             EnvObject *env = (EnvObject *)items[part];
             env->kind->step(env->state);
-            unsigned char answer[SERVE_ANSWER];
+            unsigned char answer[WIRE_EPISODES_SIZE];
             int size = take_answer(env, answer);
             ssize_t w;
             do w = write(done, answer, (size_t)size); while (w < 0 && errno == EINTR);
@@ -558,16 +556,39 @@ static PyObject *mod_serve(PyObject *m, PyObject *args) {
     return PyBytes_FromStringAndSize((const char *)buf + pos, (Py_ssize_t)(len - pos));
 }
 
+/* The wire protocol's constants (c/wire.h), for actors/wire.py. */
+static PyObject *mod_wire(PyObject *Py_UNUSED(m), PyObject *Py_UNUSED(ignored)) {
+    static const char *stats[] = {WIRE_STATS};
+    PyObject *names = PyTuple_New(WIRE_NUM_STATS);
+    if (!names) return NULL;
+    for (int i = 0; i < WIRE_NUM_STATS; i++) {
+        PyObject *name = PyUnicode_FromString(stats[i]);
+        if (!name) {
+            Py_DECREF(names);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(names, i, name);
+    }
+    return Py_BuildValue("{s:c,s:i,s:c,s:i,s:c,s:i,s:c,s:c,s:i,s:N,s:i,s:c,s:c,s:c}",
+                         "step", WIRE_STEP, "step_size", WIRE_STEP_SIZE, "reset", WIRE_RESET,
+                         "reset_size", WIRE_RESET_SIZE, "quit", WIRE_QUIT, "quit_size", WIRE_QUIT_SIZE,
+                         "done", WIRE_DONE, "episodes", WIRE_EPISODES, "count_bytes", WIRE_COUNT_BYTES,
+                         "stats", names, "episodes_size", WIRE_EPISODES_SIZE, "json", WIRE_JSON,
+                         "hello", WIRE_HELLO, "error", WIRE_ERROR);
+}
+
 static PyMethodDef module_methods[] = {
     {"kinds", mod_kinds, METH_NOARGS, "every native env with its params and extra buffers"},
     {"layout", mod_layout, METH_VARARGS, "layout(name, params): agents per env and spaces"},
     {"serve", mod_serve, METH_VARARGS,
      "serve(envs, go_fd, done_fd, timeout_ms): an actor's step loop (actors.worker)"},
+    {"wire", mod_wire, METH_NOARGS, "the actor wire protocol's constants (c/wire.h)"},
     {NULL},
 };
 
-static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "envs._native",
-                                       "Native C environments.", -1, module_methods};
+static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, .m_name = "envs._native",
+                                       .m_doc = "Native C environments.", .m_size = -1,
+                                       .m_methods = module_methods};
 
 PyMODINIT_FUNC PyInit__native(void) {
     if (PyType_Ready(&EnvType) < 0) return NULL;

@@ -142,7 +142,7 @@ def serve_loop(envs: Sequence[Any]) -> Callable[[int, int, int], bytes | None] |
     ``loop(go_fd, done_fd, timeout_ms)`` answers ``S<part>`` commands from the
     non-blocking ``go_fd`` on ``done_fd`` until it meets another command (returned
     unread, with what follows), end of file (``b""``) or ``timeout_ms`` without one
-    (``None``). The wire format is :mod:`actors.worker`'s. None when some env is not a
+    (``None``). The wire format is ``envs/c/wire.h``'s (:func:`wire_protocol`). None when some env is not a
     :class:`NativeEnv` stepping as it does (a subclass overriding ``step`` or
     ``episode_stats`` runs its Python).
     """
@@ -226,3 +226,8 @@ def _take_buffers(
             raise ValueError(f"{name}: buffer '{key}' must be writable and C-contiguous")
         out[key] = array
     return out
+
+
+def wire_protocol() -> dict[str, Any]:
+    """The actor wire protocol's constants as the engine was compiled with them (``envs/c/wire.h``)."""
+    return dict(_native.wire())

@@ -152,3 +152,6 @@ static void cartpole_step(cartpole *e) {
 }
 
 #endif
+
+/* Registers the env with the engine: outside the guard on purpose (see c/registry.h). */
+ENV_KIND(cartpole)

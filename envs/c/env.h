@@ -9,8 +9,16 @@
  *   NAME_layout(p, L)  agents per env instance and the observation/action spaces
  *   NAME_init(e, b, err, n)  validate, obtain all memory; 0 on success
  *   NAME_reset(e, seed) / NAME_step(e) / NAME_free(e)
- * The engine (envs/_native.c) knows nothing else about an env: adding one is
- * adding its header and one ENV_KIND line there.
+ * all static, NAME being a C identifier (it is also the env's Python name). The
+ * engine (envs/_native.c) knows nothing else about an env. Adding one is exactly:
+ *   1. envs/c/NAME.h: the definitions above inside an include guard, `#include
+ *      "env.h"` first, and after the guard's #endif the line `ENV_KIND(NAME)`
+ *      (it registers the env; c/registry.h says why it sits outside the guard);
+ *   2. one line in envs/c/registry.h: `#include "NAME.h"`;
+ *   3. a rebuild (`python setup.py build_ext --inplace`), with no warning: the
+ *      build uses -Wall -Wextra -Werror.
+ * envs.make("NAME") and envs.native_names() then have it; nothing in Python
+ * changes (tests/envs/test_registration.py builds a tiny env that way).
  * reset/step never allocate, never touch global state and never call rand():
  * every instance owns a seeded Rng, so a seed reproduces a run bit for bit.
  * step() steps every instance in one call and auto-resets finished episodes
@@ -148,5 +156,11 @@ static inline uint32_t rng_below(Rng *r, uint32_t n) {
 }
 
 #define ENV_ERR(err, n, ...) (snprintf((err), (n), __VA_ARGS__), -1)
+
+/* The registration line ending every env header: nothing here; the engine defines
+ * it before reading c/registry.h. */
+#ifndef ENV_KIND
+#define ENV_KIND(NAME)
+#endif
 
 #endif

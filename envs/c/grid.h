@@ -387,3 +387,6 @@ static void grid_step(grid *e) {
 }
 
 #endif
+
+/* Registers the env with the engine: outside the guard on purpose (see c/registry.h). */
+ENV_KIND(grid)

@@ -1249,3 +1249,6 @@ static void moba_step(moba *e) {
 }
 
 #endif
+
+/* Registers the env with the engine: outside the guard on purpose (see c/registry.h). */
+ENV_KIND(moba)

@@ -393,3 +393,6 @@ static void snake_step(snake *e) {
 }
 
 #endif
+
+/* Registers the env with the engine: outside the guard on purpose (see c/registry.h). */
+ENV_KIND(snake)

@@ -82,12 +82,13 @@ from envs.native import action_high
 
 print("loaded", _native.__file__, flush=True)
 COMMANDS = 6000  # 18 KB queued at once: more than the loop reads in one go
+WIRE = _native.wire()  # the protocol's constants (envs/c/wire.h)
 
 
 def answers(data):
     count, i = 0, 0
     while i < len(data):
-        i += 1 if data[i:i + 1] == b"D" else 29
+        i += 1 if data[i:i + 1] == WIRE["done"] else WIRE["episodes_size"]
         count += 1
     assert i == len(data), "a done message was cut"
     return count
@@ -106,9 +107,10 @@ for name in envs.native_names():
     reader = threading.Thread(target=lambda: got.extend(iter(lambda: os.read(done_r, 1 << 16), b"")))
     reader.start()
     order = np.random.default_rng(1).integers(0, 3, COMMANDS)
-    os.write(go_w, b"".join(b"S" + int(j).to_bytes(2, "little") for j in order))
+    step = WIRE["step"]
+    os.write(go_w, b"".join(step + int(j).to_bytes(WIRE["step_size"] - 1, "little") for j in order))
     assert loop(go_r, done_w, 5) is None
-    for bad in (b"S\x09\x00", b"S\x01", b"Q"):  # no such part; half a command; not a step
+    for bad in (step + b"\x09\x00", step + b"\x01", WIRE["quit"]):  # no such part; half a command; not a step
         os.write(go_w, bad)
         assert loop(go_r, done_w, 5) == bad
     os.close(go_w)
