@@ -133,6 +133,7 @@ RULES: dict[str, _NUMBER | tuple[str, ...] | type] = {
     "ppo.ent_coef": (float, 0, None, False),
     "ppo.vf_coef": (float, 0, None, False),
     "ppo.max_grad_norm": (float, 0, None, True),
+    "ppo.reward_scale": (float, 0, None, True),
     "policy.kind": (  # learner.policy.KINDS
         "auto", "mlp", "cnn", "cnn_small", "embed", "nature", "image_small", "nethack", "structured",
     ),

@@ -65,7 +65,7 @@ def generic_config(env: str) -> dict[str, Any]:
     ppo: dict[str, Any] = {
         "num_steps": 128, "lr": 2.5e-4, "anneal_lr": True, "gamma": 0.99, "gae_lambda": 0.95,
         "update_epochs": 4, "minibatches": 4, "norm_adv": True, "clip": 0.2, "clip_vloss": True,
-        "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5,
+        "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5, "reward_scale": 1.0,
     }
     total, num_envs, kind = 500_000, 32, "actors"
     ppo["num_steps"] = 32
@@ -93,7 +93,7 @@ GAMES: dict[str, dict[str, Any]] = {
     # message encoder; only the three keys it reads are asked of NLE (3,792-byte rows, not 17,232).
     "nethack/": {
         "env.params": {"observation_keys": ["glyphs", "blstats", "message"]},
-        "policy.kind": "nethack", "policy.hidden": 256,
+        "policy.kind": "nethack", "policy.hidden": 256, "ppo.reward_scale": 0.1,
     },
     # MiniHack hands over its own 9x9 crop (glyphs_crop), which the same encoder reads as the window.
     "minihack/": {
