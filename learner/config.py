@@ -133,7 +133,10 @@ RULES: dict[str, _NUMBER | tuple[str, ...] | type] = {
     "ppo.ent_coef": (float, 0, None, False),
     "ppo.vf_coef": (float, 0, None, False),
     "ppo.max_grad_norm": (float, 0, None, True),
-    "policy.kind": ("auto", "mlp", "cnn", "cnn_small", "embed", "nature", "structured"),  # learner.policy.KINDS
+    "ppo.reward_scale": (float, 0, None, True),
+    "policy.kind": (  # learner.policy.KINDS
+        "auto", "mlp", "cnn", "cnn_small", "embed", "nature", "image_small", "nethack", "structured",
+    ),
     "policy.hidden": (int, 1, None, False),
     "policy.lstm": bool,
     "policy.lstm_hidden": (int, 1, None, False),

@@ -23,6 +23,7 @@ Every value can be overridden from the command line as for a shipped config.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import gymnasium
@@ -64,7 +65,7 @@ def generic_config(env: str) -> dict[str, Any]:
     ppo: dict[str, Any] = {
         "num_steps": 128, "lr": 2.5e-4, "anneal_lr": True, "gamma": 0.99, "gae_lambda": 0.95,
         "update_epochs": 4, "minibatches": 4, "norm_adv": True, "clip": 0.2, "clip_vloss": True,
-        "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5,
+        "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5, "reward_scale": 1.0,
     }
     total, num_envs, kind = 500_000, 32, "actors"
     ppo["num_steps"] = 32
@@ -74,10 +75,46 @@ def generic_config(env: str) -> dict[str, Any]:
     elif image:
         ppo.update(num_steps=128, clip=0.1)
         total, num_envs, kind = 10_000_000, 8, "serial"
-    return {
+    config = {
         "env": {"name": env, "num_envs": num_envs, "params": {}},
         "pool": {"kind": kind, "num_actors": 0, "batch_size": 0, "order": "turn"},
         "ppo": ppo,
         "policy": {"kind": "auto", "hidden": 512 if image else 64, "lstm": False, "lstm_hidden": 64},
         "train": {"total_steps": total, **TRAIN},
     }
+    return with_game_defaults(config)
+
+
+# --- Game families with a policy of their own (NetHack, MiniHack, Crafter) ------------------------
+# Applied over the derived config by env name prefix; each choice was measured with
+# `appliance bench train --env ENV --split-seconds 0 --runs 0 --candidate ...` (see GAMES' comments).
+GAMES: dict[str, dict[str, Any]] = {
+    # NLE's baseline shape (learner/nethack_encoder.py): glyph window around the hero + blstats MLP +
+    # message encoder; only the three keys it reads are asked of NLE (3,792-byte rows, not 17,232).
+    "nethack/": {
+        "env.params": {"observation_keys": ["glyphs", "blstats", "message"]},
+        "policy.kind": "nethack", "policy.hidden": 256, "ppo.reward_scale": 0.1,
+    },
+    # MiniHack hands over its own 9x9 crop (glyphs_crop), which the same encoder reads as the window.
+    "minihack/": {
+        "env.params": {"observation_keys": ["glyphs_crop", "blstats", "message"]},
+        "policy.kind": "nethack", "policy.hidden": 256,
+    },
+    # Crafter: 64x64 RGB, a Python env (a few hundred steps/s a core): actors on every core, not
+    # Atari's serial pool; the small CNN (learner/encoders.py, SmallImageEncoder).
+    "crafter": {
+        "env.num_envs": 16, "pool.kind": "actors", "policy.kind": "image_small", "policy.hidden": 256,
+        "ppo.num_steps": 64, "ppo.clip": 0.2, "train.total_steps": 1_000_000,
+    },
+}
+
+
+def with_game_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the :data:`GAMES` entry for its env's name applied (``crafter`` by its exact name)."""
+    name = config["env"]["name"]
+    for prefix, settings in GAMES.items():
+        if name == prefix or (prefix.endswith("/") and name.startswith(prefix)):
+            for dotted, value in settings.items():
+                section, key = dotted.split(".", 1)
+                config[section][key] = copy.deepcopy(value)
+    return config

@@ -57,6 +57,38 @@ class ImageEncoder(nn.Module):
         return self.head(self.conv(x))
 
 
+class SmallImageEncoder(nn.Module):
+    """Three strided 3x3-ish convolutions for small uint8 frames (Crafter's 64x64 RGB), then one layer.
+
+    The Nature CNN's 8x8/4 first layer was sized for 84x84 Atari frames, where an
+    object spans several pixels; on Crafter's 64x64 view a cell is 7 pixels wide and
+    a stride of 4 blurs neighbouring cells together. Here each layer halves the
+    frame (64 -> 32 -> 16 -> 8), keeping an 8x8 map of what is around the player.
+    """
+
+    def __init__(self, shape: tuple[int, ...], channels_first: bool, out: int,
+                 widths: tuple[int, int, int] = (16, 32, 32)) -> None:
+        super().__init__()
+        self.channels_first = channels_first
+        c, h, w = shape if channels_first else (shape[2], shape[0], shape[1])
+        c1, c2, c3 = widths
+        self.conv = nn.Sequential(
+            nn.Conv2d(c, c1, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv2d(c1, c2, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(c2, c3, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.conv(torch.zeros(1, c, h, w)).shape[1]
+        self.head = nn.Sequential(nn.Linear(flat, out), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float() * (1 / 255)
+        if not self.channels_first:
+            x = x.permute(0, 3, 1, 2)
+        return self.head(self.conv(x))
+
+
 class EmbeddingEncoder(nn.Module):
     """One embedding table for every index of a Discrete/MultiDiscrete leaf, outputs concatenated."""
 

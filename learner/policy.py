@@ -29,8 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .encoders import ImageEncoder, StructuredEncoder, image_channels_first
+from .encoders import ImageEncoder, SmallImageEncoder, StructuredEncoder, image_channels_first
 from .heads import ActionHead
+from .nethack_encoder import NetHackEncoder
 
 State = tuple[torch.Tensor, torch.Tensor] | None
 
@@ -169,7 +170,7 @@ class _Compiled:
         return self.module(x)
 
 
-KINDS = ("auto", "mlp", "cnn", "cnn_small", "embed", "nature", "structured")
+KINDS = ("auto", "mlp", "cnn", "cnn_small", "embed", "nature", "image_small", "nethack", "structured")
 
 
 def encoder_kind(space: gymnasium.spaces.Space) -> str:
@@ -212,7 +213,7 @@ class Policy(nn.Module):
             raise ValueError(f"policy.kind must be one of {', '.join(KINDS)}, got {kind!r}")
         auto = encoder_kind(obs_space)
         kind = auto if kind == "auto" else kind
-        if auto == "structured" and kind != "structured":
+        if auto == "structured" and kind not in ("structured", "nethack"):
             raise ValueError(f"policy.kind {kind!r} cannot read {obs_space}; use 'auto' or 'structured'")
         self.kind = kind
         if kind == "mlp":
@@ -228,6 +229,13 @@ class Policy(nn.Module):
             if first is None:
                 raise ValueError(f"policy.kind 'nature' wants HxWxC or CxHxW images, got {obs_space.shape}")
             self.encoder = ImageEncoder(obs_space.shape, first, hidden, scale=1 / 255)
+        elif kind == "image_small":
+            first = image_channels_first(obs_space.shape)
+            if first is None or obs_space.dtype != np.uint8:
+                raise ValueError(f"policy.kind 'image_small' wants uint8 HxWxC or CxHxW images, got {obs_space}")
+            self.encoder = SmallImageEncoder(obs_space.shape, first, hidden)
+        elif kind == "nethack":
+            self.encoder = NetHackEncoder(obs_space, hidden)
         else:
             self.encoder = StructuredTrunk(obs_space, hidden)
         features = hidden

@@ -40,6 +40,9 @@ class PPOConfig:
     ent_coef: float = 0.01
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
+    # Multiplies rewards before GAE (the value targets), not the returns reported. Sparse rewards in
+    # the tens (NetHack's score) make the value loss's gradient dwarf the policy's under one norm clip.
+    reward_scale: float = 1.0
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> PPOConfig:

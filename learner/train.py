@@ -265,7 +265,7 @@ def _train(
                 t0 = time.perf_counter()
                 with torch.no_grad():
                     advantages, returns = compute_gae(
-                        rollout.rewards,
+                        rollout.rewards * cfg.reward_scale if cfg.reward_scale != 1.0 else rollout.rewards,
                         rollout.values,
                         rollout.terminals,
                         rollout.truncations,

@@ -1,0 +1,65 @@
+"""The game families learn with their default configs, on a CPU budget: returns rise above a random policy's.
+
+Each test measures a uniformly random policy on the same env and params (at least
+100 ended episodes) and then trains the config ``appliance train --env NAME`` uses,
+stopping as soon as the mean of the last 100 episode returns clears the random
+policy's by the margin (``train.target_return``), or failing at the step cap.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from appliance.bench.train_split import random_return
+from learner import config as C
+from learner.train import train
+
+slow = pytest.mark.slow
+
+
+def _above_random(name: str, margin: float, cap: int, tmp_path, extra: list[str] = (), **random_kw) -> tuple:
+    cfg = C.apply_overrides(C.load(name), [
+        f"train.total_steps={cap}", "ppo.anneal_lr=false", "train.checkpoint_every=0", "train.device=cpu",
+        *extra,
+    ])
+    random_mean, _ = random_return(cfg, **random_kw)
+    cfg = C.apply_overrides(cfg, [f"train.target_return={random_mean + margin}"])
+    summary = train(cfg, tmp_path, live=False)
+    print(f"{name}: random {random_mean:.3f}, trained {summary['mean_return']}, {summary['agent_steps']} steps, "
+          f"{summary['wall_seconds']:.0f} s, {summary['outcome']}")
+    return random_mean, summary
+
+
+def _skip_without(module: str, extra: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"needs the [{extra}] extra: pip install -e \".[{extra}]\"")
+
+
+@slow
+@pytest.mark.timeout(240)
+def test_minihack_room_rises_above_random(tmp_path) -> None:
+    """MiniHack-Room-5x5: +1 for the stairs, so a random walk's mean return shows how often it finds them."""
+    _skip_without("minihack", "nethack")
+    random_mean, summary = _above_random("minihack/room-5x5", 0.3, 150_000, tmp_path)
+    assert summary["outcome"] == "target_reached", (random_mean, summary)
+    assert summary["mean_return"] >= random_mean + 0.3
+
+
+@slow
+@pytest.mark.timeout(300)
+def test_nethack_score_rises_above_random(tmp_path) -> None:
+    """NetHackScore pays in-game score: sparse and in the tens (gold, kills, a new depth), over episodes of
+    hundreds of steps, so on a CPU budget few episodes end and their mean favours early deaths. Judged
+    instead by reward per agent-step over the last rollouts against a random policy's over as many."""
+    _skip_without("nle", "nethack")
+    cfg = C.apply_overrides(C.load("nethack/score"), [
+        f"train.total_steps={NETHACK_STEPS}", "ppo.anneal_lr=false", "train.checkpoint_every=0",
+        "train.device=cpu",
+    ])
+    _, random_rate = random_return(cfg)
+    summary = train(cfg, tmp_path, live=False)
+    print(f"nethack/score: random {random_rate:.4f}/step, trained {summary['reward_per_step']:.4f}/step, "
+          f"{summary['agent_steps']} steps, {summary['wall_seconds']:.0f} s")
+    assert summary["reward_per_step"] > NETHACK_GAIN * random_rate, (random_rate, summary)
