@@ -179,6 +179,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue --run-dir if it holds a checkpoint, else start fresh (for restarts)")
     train.set_defaults(func=cmd_train)
 
+    config = commands.add_parser(
+        "config", help="the config `appliance train` would run, as TOML; or the reference of every key (--markdown)"
+    )
+    config.add_argument("--env", help="env whose config to show (default: snake)")
+    config.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's (auto)")
+    config.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value (repeatable)")
+    config.add_argument("--markdown", action="store_true",
+                        help="print every key with its type, default and meaning as a markdown table")
+    config.add_argument("--update", metavar="README",
+                        help="with --markdown: rewrite the table between the README's config markers")
+    config.set_defaults(func=cmd_config)
+
     doctor = commands.add_parser(
         "doctor", help="preflight checks for the run `appliance train` with the same options would do"
     )
@@ -382,7 +395,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     tcfg = config["train"]
     device = resolve_device(tcfg["device"]).type
     ranks = int(os.environ.get("WORLD_SIZE", world))
-    target = f", until mean return {tcfg['target_return']:g}" if tcfg.get("target_return") else ""
+    target = f", until mean return {tcfg['target_return']:g}" if tcfg["target_return"] else ""
     where = f"; metrics on {args.metrics_addr}:{args.metrics_port}+rank" if args.metrics_port else ""
     verb = "resuming" if resume else "training"
     console.print(f"{verb} {config['env']['name']} on {device}, {ranks} rank{'s' if ranks > 1 else ''}, "
@@ -406,6 +419,32 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
 
 
 STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+
+
+def cmd_config(args: argparse.Namespace, console: Console) -> int:
+    from learner import schema
+
+    if args.markdown:
+        if args.env or args.overrides or args.device:
+            raise ValueError("--markdown documents every key of every env: it takes no --env, --set or --device")
+        if args.update:
+            from pathlib import Path
+
+            path = Path(args.update)
+            path.write_text(schema.with_reference(path.read_text()))
+            console.print(f"updated the configuration reference in {path}")
+        else:
+            sys.stdout.write(schema.reference())
+        return 0
+    if args.update:
+        raise ValueError("--update rewrites the README's reference: pass it with --markdown")
+    import tomli_w
+
+    from . import train
+
+    config, _ = train.resolve(args.env, args.overrides, None, False, {"train.device": args.device})
+    sys.stdout.write(tomli_w.dumps(config))
+    return 0
 
 
 def cmd_doctor(args: argparse.Namespace, console: Console) -> int:

@@ -99,11 +99,13 @@ def render(run_dir: str | Path | None, out: str | Path, opponent: str = "scripte
     policy = None
     if run_dir is not None:
         from learner import checkpoint
+        from learner.config import complete
 
         _, state = checkpoint.load_latest(Path(run_dir))
-        if state["config"]["env"]["name"] != "moba":
-            raise ValueError(f"{run_dir} trained {state['config']['env']['name']}, not moba")
-        params = dict(state["config"]["env"].get("params", {}))
+        config = complete(state["config"])
+        if config["env"]["name"] != "moba":
+            raise ValueError(f"{run_dir} trained {config['env']['name']}, not moba")
+        params = dict(config["env"]["params"])
     else:
         params["player"] = OPPONENTS["scripted"]
     params["opponent"] = OPPONENTS[opponent]

@@ -33,8 +33,10 @@ RUNS_DIR_ENV = "APPLIANCE_RUNS_DIR"
 
 
 def default_env() -> str:
-    """The embedded default env."""
-    return "snake"
+    """The env `appliance train` trains without ``--env`` (``env.name``'s default in the schema)."""
+    from learner.schema import EnvConfig
+
+    return EnvConfig.name
 
 
 def should_resume(run_dir: str | None, resume: bool, resume_if_present: bool) -> bool:
@@ -69,7 +71,7 @@ def resolve(
                 f"--resume: run dir {path} holds no checkpoint (use --resume-if-present to start fresh then)"
             )
         _, state = checkpoint.load_latest(path)
-        config = state["config"]
+        config = configs.complete(state["config"])  # a run written before a key existed gets its default
         if env is not None and env != config["env"]["name"]:
             raise ValueError(f"--env {env} differs from the run's env {config['env']['name']}")
     else:
@@ -110,10 +112,10 @@ def finished(run_dir: Path, config: dict[str, Any]) -> str | None:
     if updates < 1:
         return None
     per_update = steps // updates
-    total = int(config["train"]["total_steps"])
-    target = float(config["train"].get("target_return", 0.0) or 0.0)
+    total = config["train"]["total_steps"]
+    target = config["train"]["target_return"]
     reached = state.get("outcome") == "target_reached"
-    was = float(state["config"]["train"].get("target_return", 0.0) or 0.0)
+    was = configs.complete(state["config"])["train"]["target_return"]
     if max(1, total // per_update) > updates and not (reached and target and target <= was):
         return None
     if reached and target and target <= was:
@@ -157,14 +159,14 @@ def checks(
     config: dict[str, Any], ranks: int, metrics_port: int, metrics_addr: str
 ) -> list[doctor.Check]:
     """The doctor's checks for ``ranks`` local ranks of this config (what `appliance doctor` shows)."""
-    env, pool = config["env"], config.get("pool", {})
-    actors = pool.get("kind", "serial") == "actors"
+    env, pool = config["env"], config["pool"]
+    actors = pool["kind"] == "actors"
     return doctor.run(
         env=env["name"],
-        num_envs=int(env["num_envs"]),
-        params=dict(env.get("params", {})),
+        num_envs=env["num_envs"],
+        params=dict(env["params"]),
         ranks=ranks,
-        actors_per_rank=int(pool.get("num_actors", 1)) if actors else 0,
+        actors_per_rank=pool["num_actors"] if actors else 0,
         metrics_addr=metrics_addr,
         metrics_port=metrics_port,
         arena=actors,

@@ -1,21 +1,31 @@
-"""Run configuration: one TOML file per env, ``section.key=value`` overrides, the resolved copy on disk.
+"""Run configuration: the schema's defaults, a TOML file's changes, ``section.key=value`` overrides, the copy on disk.
 
-Overrides are typed by the file: a value must parse as the type the file already
-holds for that key, so a typo or a wrong type fails before any training starts.
+A config is a dict of TOML tables (``env``, ``pool``, ``ppo``, ``policy``, ``train``
+and an optional ``on_cpu``); :func:`load` and :func:`complete` return it with
+every key of :mod:`learner.schema` present, so readers index it without
+fallbacks. Values are typed and ranged by the schema: a typo, a wrong type or an
+out-of-range value fails before any training starts, with one sentence.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 import tomllib
 
+from . import schema
+from .schema import CPU_TABLE
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 Config = dict[str, Any]
+
+# Keys that only the multi-process pool reads: setting one for the serial pool is a mistake to name.
+ACTORS_ONLY = ("pool.num_actors", "pool.batch_size", "pool.order")
 
 
 def config_names() -> list[str]:
@@ -24,11 +34,11 @@ def config_names() -> list[str]:
 
 
 def load(env_or_path: str) -> Config:
-    """Loads ``learner/configs/NAME.toml`` for an env name, or a TOML file by path.
+    """``learner/configs/NAME.toml`` for an env name, or a TOML file by path, completed from the schema.
 
     An env without a shipped TOML (a Gymnasium id such as ``CartPole-v1`` or
-    ``gym:CartPole-v1``, a PettingZoo module, an ``atari/`` ROM) gets the
-    generic config of :mod:`learner.defaults`, derived from its spaces.
+    ``gym:CartPole-v1``, a PettingZoo module, an ``atari/`` ROM) gets what
+    :mod:`learner.derived` derives from its spaces instead of a file's changes.
     """
     path = Path(env_or_path)
     if path.suffix != ".toml":
@@ -36,10 +46,10 @@ def load(env_or_path: str) -> Config:
         if not path.exists():
             from envs import MissingExtra
 
-            from .defaults import generic_config
+            from .derived import derived_config
 
             try:
-                return generic_config(env_or_path)
+                return complete(derived_config(env_or_path))
             except MissingExtra:
                 raise  # its sentence already says what to install
             except ValueError as exc:
@@ -49,13 +59,64 @@ def load(env_or_path: str) -> Config:
                 ) from None
     try:
         with path.open("rb") as f:
-            return tomllib.load(f)
+            data = tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        config = complete(data)
+        for_device(config, "cpu")  # an [on_cpu] key that does not exist fails here, on any machine
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return config
 
 
-def _parse(text: str, like: Any, key: str) -> Any:
-    if isinstance(like, bool):
+def complete(config: Config) -> Config:
+    """A copy of ``config`` with every schema key present (defaults where unset), every value checked.
+
+    A native env's parameters are filled in with its C header's defaults, so the
+    resolved config (and a run directory's ``config.toml``) names every value the
+    run used. Old configs, written before a key existed, load with its default.
+    """
+    unknown = sorted(set(config) - set(schema.SECTIONS) - {CPU_TABLE})
+    if unknown:
+        raise ValueError(f"unknown config section '{unknown[0]}' (known: {', '.join(schema.SECTIONS)}, {CPU_TABLE})")
+    out: Config = {}
+    for name, cls in schema.SECTIONS.items():
+        table = config.get(name, {})
+        if not isinstance(table, dict):
+            raise ValueError(f"config '{name}' must be a table, got {table!r}")
+        out[name] = asdict(cls.from_config(table))
+    env = out["env"]
+    native = _native_params(env["name"])
+    if native is not None:
+        for key in env["params"]:
+            _param_like(env["name"], native, key)
+        env["params"] = {**native, **env["params"]}
+    if CPU_TABLE in config:
+        out[CPU_TABLE] = dict(config[CPU_TABLE])
+    return out
+
+
+def _native_params(name: str) -> dict[str, Any] | None:
+    """A native env's parameters with their header defaults; None for any other env."""
+    import envs
+
+    if name not in envs.native_names():
+        return None
+    from envs.native import param_defaults
+
+    return param_defaults(name)
+
+
+def _param_like(env: str, native: dict[str, Any], key: str) -> Any:
+    if key not in native:
+        raise ValueError(f"unknown config key 'env.params.{key}' ({env}'s parameters: {', '.join(native) or 'none'})")
+    return native[key]
+
+
+def _parse(text: str, like: type, key: str) -> Any:
+    """Command-line text as a value of type ``like`` (:func:`learner.schema.text_type`)."""
+    if like is bool:
         # Only TOML's own spellings: "yes", "1" or "on" would read as true to one person and a typo to another.
         low = text.strip().lower()
         if low == "true":
@@ -63,158 +124,88 @@ def _parse(text: str, like: Any, key: str) -> Any:
         if low == "false":
             return False
         raise ValueError(f"config '{key}' must be true or false, got {text!r}")
-    if isinstance(like, int):
+    if like is int:
         try:
             return int(text)
         except ValueError:
             raise ValueError(f"config '{key}' must be an integer, got {text!r}") from None
-    if isinstance(like, float):
+    if like is float:
         try:
             return float(text)
         except ValueError:
             raise ValueError(f"config '{key}' must be a number, got {text!r}") from None
-    if isinstance(like, str):
+    if like is str:
         return text
-    raise ValueError(
-        f"config '{key}' is a {type(like).__name__} and cannot be overridden from the command line"
-    )
+    raise ValueError(f"config '{key}' is a table and cannot be overridden from the command line")
+
+
+def _literal(text: str) -> Any:
+    """A free parameter's text as TOML reads a value (``3``, ``0.5``, ``true``, ``"x"``); else the text itself."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
 
 
 def set_value(config: Config, dotted: str, value: Any) -> None:
-    """Sets an existing key, checking the value's type against the one the config holds.
+    """Sets one key, checking the value against the schema.
 
-    ``value`` may be text (from the command line, parsed by the existing type) or
-    an already typed Python value (ints are accepted where a float is expected).
+    ``value`` may be text (from the command line, parsed by the key's type) or an
+    already typed Python value (ints are accepted where a float is expected).
+    ``env.params.KEY``: a native env's parameter, typed by its header's default;
+    for any other env a new keyword argument, its text read as a TOML value.
     """
     parts = dotted.split(".")
     if len(parts) < 2 or not all(parts):
         raise ValueError(f"config override '{dotted}' must look like section.key=value")
-    node = config
-    for i, part in enumerate(parts[:-1]):
-        if not isinstance(node.get(part), dict):
-            raise ValueError(f"unknown config section '{'.'.join(parts[: i + 1])}'")
-        node = node[part]
-    key = parts[-1]
-    if key not in node or isinstance(node[key], dict):
-        known = ", ".join(k for k, v in node.items() if not isinstance(v, dict)) or "none"
-        raise ValueError(f"unknown config key '{dotted}' (known in this section: {known})")
-    like = node[key]
-    if isinstance(value, str) and not isinstance(like, str):
+    if parts[:2] == ["env", "params"] and len(parts) == 3:
+        _set_param(config, dotted, parts[2], value)
+        return
+    if len(parts) > 2:
+        raise ValueError(f"unknown config key '{dotted}' (a section.key names one value)")
+    _, spec, hint = schema.lookup(dotted)
+    like = schema.text_type(hint)
+    if isinstance(value, str) and like is not str:
         value = _parse(value, like, dotted)
-    elif isinstance(like, bool) != isinstance(value, bool):
-        raise ValueError(f"config '{dotted}' must be a {type(like).__name__}, got {value!r}")
-    elif isinstance(like, float) and isinstance(value, int):
-        value = float(value)
-    elif type(value) is not type(like):
-        raise ValueError(f"config '{dotted}' must be a {type(like).__name__}, got {value!r}")
-    node[key] = value
+    config.setdefault(parts[0], {})[parts[1]] = schema.check(dotted, hint, spec, value)
 
 
-# What every known key may hold: (type, lowest, highest, exclusive lowest) for numbers, a tuple of
-# choices for strings, bool for booleans. Keys a config lacks are not checked; keys it has beyond
-# these are refused by --set only if absent from the file (set_value), so a custom TOML may add its own.
-_NUMBER = tuple[type, float | None, float | None, bool]
-RULES: dict[str, _NUMBER | tuple[str, ...] | type] = {
-    "env.num_envs": (int, 1, None, False),
-    "pool.kind": ("serial", "actors"),
-    "pool.num_actors": (int, 0, None, False),
-    "pool.batch_size": (int, 0, None, False),
-    "pool.order": ("turn", "ready"),
-    "ppo.num_steps": (int, 1, None, False),
-    "ppo.lr": (float, 0, None, True),
-    "ppo.anneal_lr": bool,
-    "ppo.gamma": (float, 0, 1, False),
-    "ppo.gae_lambda": (float, 0, 1, False),
-    "ppo.update_epochs": (int, 1, None, False),
-    "ppo.minibatches": (int, 1, None, False),
-    "ppo.norm_adv": bool,
-    "ppo.clip": (float, 0, None, True),
-    "ppo.clip_vloss": bool,
-    "ppo.ent_coef": (float, 0, None, False),
-    "ppo.vf_coef": (float, 0, None, False),
-    "ppo.max_grad_norm": (float, 0, None, True),
-    "ppo.reward_scale": (float, 0, None, True),
-    "policy.kind": (  # learner.policy.KINDS
-        "auto", "mlp", "cnn", "cnn_small", "embed", "nature", "image_small", "nethack", "structured",
-    ),
-    "policy.hidden": (int, 1, None, False),
-    "policy.lstm": bool,
-    "policy.lstm_hidden": (int, 1, None, False),
-    "train.total_steps": (int, 1, None, False),
-    "train.target_return": (float, None, None, False),
-    "train.seed": (int, 0, None, False),
-    "train.device": ("auto", "cpu", "cuda"),
-    "train.torch_threads": (int, 0, None, False),
-    "train.deterministic": bool,
-    "train.precision": ("fp32", "bf16"),  # learner.policy.PRECISIONS
-    "train.compile": bool,
-    "train.deterministic_resume": bool,
-    "train.checkpoint_every": (int, 0, None, False),
-    "train.keep_checkpoints": (int, 1, None, False),
-    "train.log_every_seconds": (float, 0, None, True),
-}
-# Keys that only the multi-process pool reads: setting one for the serial pool is a mistake to name.
-ACTORS_ONLY = ("pool.num_actors", "pool.batch_size", "pool.order")
-
-
-def _get(config: Config, dotted: str) -> tuple[bool, Any]:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
-def _check(key: str, value: Any, rule: Any) -> None:
-    if rule is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"config '{key}' must be true or false, got {value!r}")
-    elif isinstance(rule, tuple) and rule and isinstance(rule[0], str):
-        if value not in rule:
-            raise ValueError(f"config '{key}' must be one of {', '.join(rule)}, got {value!r}")
+def _set_param(config: Config, dotted: str, key: str, value: Any) -> None:
+    env = config.setdefault("env", {})
+    params = env.setdefault("params", {})
+    native = _native_params(env.get("name", schema.default("env.name")))
+    if native is not None:
+        like = _param_like(env["name"], native, key)
+        kind = int if isinstance(like, int) else float
+        if isinstance(value, str):
+            value = _parse(value, kind, dotted)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and isinstance(value, float)):
+            raise ValueError(f"config '{dotted}' must be {'an integer' if kind is int else 'a number'}, got {value!r}")
+        params[key] = kind(value)
     else:
-        kind, low, high, open_low = rule
-        wrong = isinstance(value, bool) or not isinstance(value, int if kind is int else (int, float))
-        if wrong:
-            raise ValueError(f"config '{key}' must be {'an integer' if kind is int else 'a number'}, got {value!r}")
-        if value != value or (low is not None and (value <= low if open_low else value < low)) or (
-            high is not None and value > high
-        ):
-            if high is not None:
-                span = f"in [{low}, {high}]"
-            else:
-                span = f"{'>' if open_low else '>='} {low}"
-            raise ValueError(f"config '{key}' must be {span}, got {value!r}")
+        params[key] = _literal(value) if isinstance(value, str) else value
 
 
 def validate(config: Config, pinned: set[str] | frozenset[str] = frozenset()) -> None:
     """Refuses a resolved config that cannot run, with one sentence, before anything is written.
 
-    Checks every key of :data:`RULES` the config holds (ranges, choices, booleans),
-    the native env's parameters (through its buffer layout), and that no key the
-    user set (``pinned``) is one the chosen pool ignores.
+    Checks every key against the schema (names, types, ranges, choices), the native
+    env's parameters (through its buffer layout), and that no key the user set
+    (``pinned``) is one the chosen pool ignores.
     """
-    for key, rule in RULES.items():
-        present, value = _get(config, key)
-        if present:
-            _check(key, value, rule)
-    kind = config.get("pool", {}).get("kind", "serial")
-    if kind == "serial":
+    config = complete(config)
+    if config["pool"]["kind"] == "serial":
         for key in ACTORS_ONLY:
             if key in pinned:
                 raise ValueError(
                     f"config '{key}' applies to the actors pool only, and this run's pool.kind is serial: "
                     f"drop --set {key}, or add --set pool.kind=actors"
                 )
-    env = config.get("env", {})
+    env = config["env"]
     import envs
 
-    if env.get("name") in envs.native_names():
-        envs.buffer_spec(env["name"], int(env["num_envs"]), **dict(env.get("params", {})))
-
-
-CPU_TABLE = "on_cpu"
+    if env["name"] in envs.native_names():
+        envs.buffer_spec(env["name"], env["num_envs"], **env["params"])
 
 
 def for_device(config: Config, device_type: str, pinned: set[str] | frozenset[str] = frozenset()) -> Config:
@@ -230,7 +221,10 @@ def for_device(config: Config, device_type: str, pinned: set[str] | frozenset[st
     if device_type == "cpu":
         for key, value in table.items():
             if key not in pinned:
-                set_value(out, key, value)
+                try:
+                    set_value(out, key, value)
+                except ValueError as exc:
+                    raise ValueError(f"[{CPU_TABLE}] {exc}") from None
     return out
 
 

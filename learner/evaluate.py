@@ -11,6 +11,7 @@ import torch
 import envs
 
 from . import checkpoint
+from .config import complete
 from .heads import to_env
 from .policy import make_policy
 from .pools import make_pool
@@ -40,8 +41,8 @@ def evaluate(
     if not Path(run_dir).is_dir():
         raise ValueError(f"{run_dir} is not a run directory (it is a file)")
     path, state = checkpoint.load_latest(Path(run_dir))
-    config = state["config"]
-    params = dict(config["env"].get("params", {}))
+    config = complete(state["config"])  # a run written before a key existed gets the key's default
+    params = dict(config["env"]["params"])
     if opponent is not None:
         if opponent not in OPPONENTS:
             raise ValueError(f"opponent must be one of {', '.join(OPPONENTS)}, got {opponent!r}")

@@ -343,15 +343,10 @@ class Policy(nn.Module):
 def make_policy(
     config: dict[str, Any], obs_space: gymnasium.spaces.Space, action_space: gymnasium.spaces.Space
 ) -> Policy:
-    """The policy the ``[policy]`` section describes."""
-    p = config["policy"]
-    policy = Policy(
-        obs_space,
-        action_space,
-        kind=p.get("kind", "auto"),
-        hidden=p["hidden"],
-        lstm=p["lstm"],
-        lstm_hidden=p.get("lstm_hidden", p["hidden"]),
-    )
-    train = config.get("train", {})
-    return policy.accelerate(train.get("precision", "fp32"), bool(train.get("compile", False)))
+    """The policy the ``[policy]`` section describes (``[train]``'s precision and compile flag applied)."""
+    from .schema import PolicyConfig, TrainConfig
+
+    p = PolicyConfig.from_config(config.get("policy", {}))
+    policy = Policy(obs_space, action_space, kind=p.kind, hidden=p.hidden, lstm=p.lstm, lstm_hidden=p.lstm_hidden)
+    train = TrainConfig.from_config(config.get("train", {}))
+    return policy.accelerate(train.precision, train.compile)

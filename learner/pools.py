@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-POOL_KINDS = ("serial", "actors")
+from .schema import EnvConfig, PoolConfig
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -34,12 +34,7 @@ def rank_cores(local_rank: int, local_world: int, allowed: list[int]) -> list[in
 def pool_order(config: dict[str, Any]) -> str:
     """``[pool] order``: "turn" (groups round-robin: a run repeats exactly) or "ready"
     (whichever group is ready first: actors never wait for each other, runs do not repeat)."""
-    from actors.pool import ORDERS
-
-    order = config.get("pool", {}).get("order", "turn")
-    if order not in ORDERS:
-        raise ValueError(f"pool.order must be one of {', '.join(ORDERS)}, got {order!r}")
-    return order
+    return PoolConfig.from_config(config.get("pool", {})).order
 
 
 def actor_layout(config: dict[str, Any], cores: int | None = None) -> tuple[int, int]:
@@ -55,18 +50,15 @@ def actor_layout(config: dict[str, Any], cores: int | None = None) -> tuple[int,
     from a saved layout only the actor count and the number of groups
     (``num_envs / batch_size``) are taken, and only where they divide it.
     """
-    env, pool = config["env"], config.get("pool", {})
-    num_envs = int(env["num_envs"])
-    local = pool_order(config) == "ready"
-    actors, batch = int(pool.get("num_actors", 0) or 0), int(pool.get("batch_size", 0) or 0)
-    for name, value in (("pool.num_actors", actors), ("pool.batch_size", batch)):
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0 (0 = autotuned or default), got {value}")
+    env, pool = EnvConfig.from_config(config["env"]), PoolConfig.from_config(config.get("pool", {}))
+    num_envs = env.num_envs
+    local = pool.order == "ready"
+    actors, batch = pool.num_actors, pool.batch_size
     saved = None
     if not actors or not batch:
         from actors import autotune
 
-        saved = autotune.load(env["name"], cores, pool_order(config))
+        saved = autotune.load(env.name, cores, pool.order)
     if not actors:
         if saved is not None and num_envs % saved["num_actors"] == 0:
             actors = saved["num_actors"]
@@ -103,15 +95,13 @@ def make_pool(config: dict[str, Any], rank: int = 0) -> Any:
     ``actors.pool.actor_seed(rank_seed(seed, r), k)``, so no two ranks or
     actors share a stream.
     """
-    env, pool = config["env"], config.get("pool", {"kind": "serial"})
-    kind = pool.get("kind", "serial")
+    env, pool = EnvConfig.from_config(config["env"]), PoolConfig.from_config(config.get("pool", {}))
     seed = rank_seed(config["train"]["seed"], rank)
-    params = dict(env.get("params", {}))
-    if kind == "serial":
+    if pool.kind == "serial":
         from actors import SerialPool
 
-        return SerialPool(env["name"], num_envs=env["num_envs"], seed=seed, **params)
-    if kind == "actors":
+        return SerialPool(env.name, num_envs=env.num_envs, seed=seed, **env.params)
+    if pool.kind == "actors":
         try:
             from actors import ActorPool  # type: ignore[attr-defined]
         except ImportError:
@@ -123,13 +113,13 @@ def make_pool(config: dict[str, Any], rank: int = 0) -> Any:
         )
         num_actors, batch = actor_layout(config, len(cores))
         return ActorPool(
-            env["name"],
-            num_envs=env["num_envs"],
+            env.name,
+            num_envs=env.num_envs,
             num_actors=num_actors,
             batch_size=batch,
             seed=seed,
             cores=cores,
-            order=pool_order(config),
-            **params,
+            order=pool.order,
+            **env.params,
         )
-    raise ValueError(f"pool.kind must be one of {', '.join(POOL_KINDS)}, got {kind!r}")
+    raise AssertionError(f"learner.schema.PoolConfig allows pool.kind {pool.kind!r}, which make_pool lacks")

@@ -16,49 +16,12 @@ model passed in may be a DDP wrapper, which only changes how gradients sum.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 from torch import nn
 
-
-@dataclass
-class PPOConfig:
-    """The ``[ppo]`` section."""
-
-    num_steps: int = 128
-    lr: float = 2.5e-4
-    anneal_lr: bool = True
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    update_epochs: int = 4
-    minibatches: int = 4
-    norm_adv: bool = True
-    clip: float = 0.2
-    clip_vloss: bool = True
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    # Multiplies rewards before GAE (the value targets), not the returns reported. Sparse rewards in
-    # the tens (NetHack's score) make the value loss's gradient dwarf the policy's under one norm clip.
-    reward_scale: float = 1.0
-
-    @classmethod
-    def from_config(cls, section: dict[str, Any]) -> PPOConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ValueError(f"unknown config key 'ppo.{unknown[0]}' (known: {', '.join(sorted(known))})")
-        cfg = cls(**section)
-        for name in ("num_steps", "update_epochs", "minibatches"):
-            if getattr(cfg, name) < 1:
-                raise ValueError(f"ppo.{name} must be >= 1, got {getattr(cfg, name)}")
-        if not 0 <= cfg.gamma <= 1 or not 0 <= cfg.gae_lambda <= 1:
-            raise ValueError("ppo.gamma and ppo.gae_lambda must lie in [0, 1]")
-        if cfg.lr <= 0:
-            raise ValueError(f"ppo.lr must be > 0, got {cfg.lr}")
-        return cfg
+from .schema import PPOConfig  # the [ppo] section: one docstring and one default per hyperparameter
 
 
 def anneal_lr(optimizer: torch.optim.Optimizer, cfg: PPOConfig, update: int, num_updates: int) -> float:

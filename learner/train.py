@@ -36,13 +36,14 @@ import torch
 import torch.distributed as dist
 
 from . import checkpoint, ppo
-from .config import Config
+from .config import Config, complete
 from .config import save as save_config
 from .dashboard import Reporter
 from .gae import compute_gae
 from .policy import make_policy
 from .pools import make_pool, rank_seed
 from .rollout import Rollout
+from .schema import PPOConfig, TrainConfig
 
 DIST_TIMEOUT = timedelta(seconds=120)
 
@@ -164,8 +165,9 @@ def train(
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    tcfg = config["train"]
-    device = resolve_device(tcfg.get("device", "auto"), local_rank)
+    config = complete(config)  # every key present, defaults from learner.schema where the caller left one out
+    tcfg = TrainConfig.from_config(config["train"])
+    device = resolve_device(tcfg.device, local_rank)
     distributed = world > 1
     if distributed and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=DIST_TIMEOUT)
@@ -173,9 +175,9 @@ def train(
         torch.cuda.set_device(device)
     else:
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-        threads = int(tcfg.get("torch_threads", 0) or 0)  # 0 = this rank's share of the cores
+        threads = tcfg.torch_threads  # 0 = this rank's share of the cores
         torch.set_num_threads(threads or max(1, len(os.sched_getaffinity(0)) // max(1, local_world)))
-    if tcfg.get("deterministic", False):
+    if tcfg.deterministic:
         torch.use_deterministic_algorithms(True)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -202,9 +204,9 @@ def _train(
     stop: StopRequest,
     on_update: Callable[[dict[str, float]], bool] | None = None,
 ) -> dict[str, Any]:
-    tcfg = config["train"]
-    cfg = ppo.PPOConfig.from_config(config["ppo"])
-    seed = int(tcfg["seed"])
+    tcfg = TrainConfig.from_config(config["train"])
+    cfg = PPOConfig.from_config(config["ppo"])
+    seed = tcfg.seed
     torch.manual_seed(rank_seed(seed, rank))
     pool = make_pool(config, rank)
     try:
@@ -213,8 +215,8 @@ def _train(
         optimizer = _adam(policy, cfg.lr)
         rollout = Rollout(policy, pool, cfg.num_steps, device)
         batch_steps = cfg.num_steps * pool.num_agents * world
-        num_updates = max(1, int(tcfg["total_steps"]) // batch_steps)
-        every = int(tcfg.get("checkpoint_every", 0))
+        num_updates = max(1, tcfg.total_steps // batch_steps)
+        every = tcfg.checkpoint_every
         updates, agent_steps, window = 0, 0, ReturnWindow()
         saved_path: Path | None = None  # the newest checkpoint of this run (rank 0 writes them)
         if resume:
@@ -239,12 +241,12 @@ def _train(
         if rank == 0:
             save_config(config, run_dir / "config.toml")
         reporter = (
-            Reporter(num_updates * batch_steps, float(tcfg.get("log_every_seconds", 2.0)), live=live)
+            Reporter(num_updates * batch_steps, tcfg.log_every_seconds, live=live)
             if rank == 0
             else None
         )
-        target = float(tcfg.get("target_return", 0.0) or 0.0)
-        deterministic_resume = bool(tcfg.get("deterministic_resume", True))
+        target = tcfg.target_return
+        deterministic_resume = tcfg.deterministic_resume
         start_updates, start_steps = updates, agent_steps
         start = time.perf_counter()
         learn_s, reached_at, last_saved = 0.0, None, updates
@@ -528,7 +530,7 @@ def _save(
     window: ReturnWindow,
     rank: int,
     world: int,
-    tcfg: dict[str, Any],
+    tcfg: TrainConfig,
     outcome: str | None = None,
 ) -> Path | None:
     """Gathers every rank's RNG state and return window; rank 0 writes the checkpoint and returns its path.
@@ -557,7 +559,7 @@ def _save(
                 "config": config,
                 "outcome": outcome,
             },
-            keep=int(tcfg.get("keep_checkpoints", 2)),
+            keep=tcfg.keep_checkpoints,
         )
     if world > 1:
         dist.barrier()

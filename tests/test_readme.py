@@ -20,23 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
-def config_keys() -> set[str]:
-    keys = set()
-    for path in (ROOT / "learner" / "configs").glob("*.toml"):
-        for section, table in tomllib.loads(path.read_text()).items():
-            if section == "on_cpu":  # dotted keys of other sections, documented as a table
-                keys.add("on_cpu.*")
-                continue
-            for key, value in table.items():
-                keys.add(f"{section}.{key}.*" if isinstance(value, dict) else f"{section}.{key}")
-    return keys
+def test_config_reference_is_the_schemas() -> None:
+    """The README's configuration reference is `appliance config --markdown`, not typed by hand."""
+    from learner import schema
 
-
-def test_config_reference_names_every_shipped_key() -> None:
-    reference = README.split("## Configuration reference", 1)[1].split("\n## ", 1)[0]
-    documented = set(re.findall(r"`([a-z_]+\.[a-z_.*]+)`", reference))
-    missing = sorted(config_keys() - documented)
-    assert not missing, f"README's configuration reference lacks {missing}"
+    assert schema.with_reference(README) == README, (
+        "README's configuration reference differs from learner/schema.py: run "
+        "`appliance config --markdown --update README.md`"
+    )
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -217,7 +217,7 @@ def _threads(env: str) -> int:
     """The torch threads our trainer runs with (``train.torch_threads``; 0 = every allowed core)."""
     import os
 
-    return int(configs.load(env)["train"].get("torch_threads", 0) or 0) or len(os.sched_getaffinity(0))
+    return int(configs.load(env)["train"]["torch_threads"]) or len(os.sched_getaffinity(0))
 
 
 def _summarize(bench_name: str, env: str, runs: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def resolved(env: str, overrides: list[str]) -> dict[str, Any]:
 
 def _threads(config: dict[str, Any]) -> None:
     """The CPU thread count the trainer would set (``train.torch_threads``; 0 = every allowed core)."""
-    threads = int(config["train"].get("torch_threads", 0) or 0)
+    threads = config["train"]["torch_threads"]
     torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
 
 
@@ -111,7 +111,7 @@ def random_return(
 
     env = config["env"]
     pool = SerialPool(env["name"], num_envs=int(env["num_envs"]), seed=int(config["train"]["seed"]) + 17,
-                      **dict(env.get("params", {})))
+                      **env["params"])
     space = pool.single_action_space
     space.seed(int(config["train"]["seed"]))
     try:

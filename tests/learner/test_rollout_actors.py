@@ -182,6 +182,9 @@ def test_rollouts_on_a_pool_in_order_ready() -> None:
 
 
 def test_unknown_pool_order_is_one_clear_error() -> None:
-    cfg = C.apply_overrides(C.load("cartpole"), ["pool.kind=actors", "pool.order=fastest"])
-    with pytest.raises(ValueError, match="pool.order must be one of turn, ready, got 'fastest'"):
+    with pytest.raises(ValueError, match="config 'pool.order' must be one of turn, ready, got 'fastest'"):
+        C.apply_overrides(C.load("cartpole"), ["pool.kind=actors", "pool.order=fastest"])
+    cfg = C.apply_overrides(C.load("cartpole"), ["pool.kind=actors"])
+    cfg["pool"]["order"] = "fastest"  # a config dict built by hand is checked where the pool is made
+    with pytest.raises(ValueError, match="config 'pool.order' must be one of turn, ready, got 'fastest'"):
         make_pool(cfg, 0)

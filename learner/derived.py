@@ -1,22 +1,19 @@
-"""A starting config for envs that ship no TOML (any Gymnasium id, PettingZoo module or ROM).
+"""The config of an env that ships no TOML (any Gymnasium id, PettingZoo module or ROM), from its spaces.
 
-Derived from the env's spaces, with CleanRL's defaults for the algorithm:
+The schema's defaults (:mod:`learner.schema`) are CleanRL's ``ppo.py`` settings
+for discrete actions and vector observations, run as 32 envs x 32 steps (1,024
+steps per update, as CleanRL's 8 x 128) on the actors pool, one actor per core:
+the Python envs step on every core while the learner acts on the other group,
+and 32 envs make a batch of 16 rows, where 8 made 8 rows whose inference cost
+more than the envs' steps (`appliance bench train --env Acrobot-v1`, docs/bench/).
+Only what the spaces change is written here:
 
-- ``policy.kind = "auto"`` (encoder and action head follow the spaces, see
-  :mod:`learner.policy`); ``hidden`` 512 for images (Nature CNN), else 64.
 - Continuous (Box) or mixed actions: CleanRL's ``ppo_continuous_action``
   (2048 steps x 1 env there; here the same 2048 as 32 envs x 64 steps, lr 3e-4,
-  10 epochs, 32 minibatches, no entropy bonus, gamma 0.99, 1M steps).
-- Discrete actions: CleanRL's ``ppo.py`` (1024 steps per update as 8 envs x 128
-  there, here 32 envs x 32 steps; lr 2.5e-4, 4 epochs, 4 minibatches, entropy
-  0.01, 500k steps); images get Atari's settings (8 envs x 128 steps, 10M steps,
-  clip 0.1).
-- Vector observations: ``pool.kind = "actors"``, one actor per core, so the
-  Python envs step on every core while the learner acts on the other group; 32
-  envs make a batch of 16 rows, where 8 made 8 rows whose inference cost more
-  than the envs' steps (`appliance bench train --env Acrobot-v1`, docs/bench/).
-  Images keep ``"serial"`` (ALE's own vector env already steps in C).
-- ``train.torch_threads = 1``, as the shipped configs: the actors own the cores.
+  10 epochs, 32 minibatches, no entropy bonus, 1M steps).
+- Image observations: Atari's settings (8 envs x 128 steps, 10M steps, clip
+  0.1) on the ``serial`` pool (ALE's own vector env already steps in C), unless
+  the actions are continuous; ``policy.hidden`` 512 (Nature CNN) either way.
 
 Every value can be overridden from the command line as for a shipped config.
 """
@@ -29,20 +26,6 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-TRAIN: dict[str, Any] = {
-    "target_return": 0.0,
-    "seed": 1,
-    "device": "auto",
-    "deterministic": False,
-    "deterministic_resume": True,
-    "checkpoint_every": 50,
-    "keep_checkpoints": 2,
-    "log_every_seconds": 2.0,
-    "torch_threads": 1,
-    "precision": "fp32",
-    "compile": False,
-}
-
 
 def continuous(space: gymnasium.spaces.Space) -> bool:
     """Whether any leaf of the action space is a Box."""
@@ -52,8 +35,8 @@ def continuous(space: gymnasium.spaces.Space) -> bool:
     return isinstance(space, gymnasium.spaces.Box)
 
 
-def generic_config(env: str) -> dict[str, Any]:
-    """The config for ``env`` built from its spaces; a ValueError if ``env`` cannot be made."""
+def derived_config(env: str) -> dict[str, Any]:
+    """What ``env``'s spaces change in the schema's defaults; a ValueError if ``env`` cannot be made."""
     import envs
 
     probe = envs.make(env, num_envs=1)
@@ -62,32 +45,23 @@ def generic_config(env: str) -> dict[str, Any]:
     finally:
         probe.close()
     image = isinstance(obs, gymnasium.spaces.Box) and obs.dtype == np.uint8 and len(obs.shape) == 3
-    ppo: dict[str, Any] = {
-        "num_steps": 128, "lr": 2.5e-4, "anneal_lr": True, "gamma": 0.99, "gae_lambda": 0.95,
-        "update_epochs": 4, "minibatches": 4, "norm_adv": True, "clip": 0.2, "clip_vloss": True,
-        "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5, "reward_scale": 1.0,
-    }
-    total, num_envs, kind = 500_000, 32, "actors"
-    ppo["num_steps"] = 32
+    config: dict[str, Any] = {"env": {"name": env}, "ppo": {}, "policy": {}, "train": {}}
     if continuous(act):
-        ppo.update(num_steps=64, lr=3e-4, update_epochs=10, minibatches=32, ent_coef=0.0)
-        total = 1_000_000
+        config["ppo"].update(num_steps=64, lr=3e-4, update_epochs=10, minibatches=32, ent_coef=0.0)
+        config["train"]["total_steps"] = 1_000_000
     elif image:
-        ppo.update(num_steps=128, clip=0.1)
-        total, num_envs, kind = 10_000_000, 8, "serial"
-    config = {
-        "env": {"name": env, "num_envs": num_envs, "params": {}},
-        "pool": {"kind": kind, "num_actors": 0, "batch_size": 0, "order": "turn"},
-        "ppo": ppo,
-        "policy": {"kind": "auto", "hidden": 512 if image else 64, "lstm": False, "lstm_hidden": 64},
-        "train": {"total_steps": total, **TRAIN},
-    }
+        config["ppo"].update(num_steps=128, clip=0.1)
+        config["train"]["total_steps"] = 10_000_000
+        config["env"]["num_envs"] = 8
+        config["pool"] = {"kind": "serial"}
+    if image:
+        config["policy"]["hidden"] = 512
     return with_game_defaults(config)
 
 
 # --- Game families with a policy of their own (NetHack, MiniHack, Crafter) ------------------------
 # Applied over the derived config by env name prefix; each choice was measured with
-# `appliance bench train --env ENV --split-seconds 0 --runs 0 --candidate ...` (see GAMES' comments).
+# `appliance bench train --env ENV --split-seconds 0 --runs 0 --candidate ...`.
 GAMES: dict[str, dict[str, Any]] = {
     # NLE's baseline shape (learner/nethack_encoder.py): glyph window around the hero + blstats MLP +
     # message encoder; only the three keys it reads are asked of NLE (3,792-byte rows, not 17,232).
@@ -116,5 +90,5 @@ def with_game_defaults(config: dict[str, Any]) -> dict[str, Any]:
         if name == prefix or (prefix.endswith("/") and name.startswith(prefix)):
             for dotted, value in settings.items():
                 section, key = dotted.split(".", 1)
-                config[section][key] = copy.deepcopy(value)
+                config.setdefault(section, {})[key] = copy.deepcopy(value)
     return config
