@@ -238,6 +238,8 @@ def serve(connect: str, *, env: str | None = None, cores: list[int] | None = Non
     if not cores or any(c not in allowed for c in cores):
         raise ValueError(f"--cores must be a non-empty subset of the allowed cores {allowed}, got {cores}")
     name = name or socket.gethostname()
+    if insecure:
+        log.warning("host %s: connecting to the learner over plain TCP (--insecure): no CurveZMQ", name)
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -38,6 +38,14 @@ BUILD_S = 60.0  # a welcomed host has this long to build its envs and answer "J"
 _MASK64 = (1 << 64) - 1
 
 
+def _property(frame: zmq.Frame, name: str) -> str:
+    """A frame's metadata (``User-Id`` is set by the ZAP handler only: absent with --insecure)."""
+    try:
+        return frame.get(name) or ""
+    except zmq.ZMQError:
+        return ""
+
+
 class _Malformed(Exception):
     """A message from a host that breaks the protocol; the host is dropped."""
 
@@ -368,8 +376,7 @@ class RemotePool:
             self._drop(host, f"malformed message: {exc}")
 
     def _hello(self, ident: bytes, frame: zmq.Frame, head: bytes) -> None:
-        key = frame.get("User-Id") or ""
-        address = frame.get("Peer-Address") or "?"
+        key, address = _property(frame, "User-Id"), _property(frame, "Peer-Address") or "?"
         try:
             hello = json.loads(head[1:])
             name = str(hello["name"])[:64] or address

@@ -146,8 +146,7 @@ def secure_client(socket: zmq.Socket, keys: str | None, client: str | None) -> N
     ``.key_secret`` file; without it, the only secret key in ``DIR/clients``.
     """
     if keys is None:
-        log.warning("connecting to the learner over plain TCP (--insecure)")
-        return
+        return  # plain TCP (--insecure): serve() warns once
     root = Path(keys)
     server, _ = _load(root / f"{SERVER_KEY}.key", False)
     if client is None:

@@ -149,6 +149,12 @@ RULES: dict[str, _NUMBER | tuple[str, ...] | type] = {
     "train.checkpoint_every": (int, 0, None, False),
     "train.keep_checkpoints": (int, 1, None, False),
     "train.log_every_seconds": (float, 0, None, True),
+    # [remote]: actor hosts over ZeroMQ (defaults and meanings in learner/pools.py, REMOTE)
+    "remote.hosts": (int, 0, None, False),
+    "remote.batches": (int, 1, None, False),
+    "remote.insecure": bool,
+    "remote.timeout": (float, 0, None, True),
+    "remote.join_timeout": (float, 0, None, True),
 }
 # Keys that only the multi-process pool reads: setting one for the serial pool is a mistake to name.
 ACTORS_ONLY = ("pool.num_actors", "pool.batch_size", "pool.order")

@@ -7,6 +7,32 @@ from typing import Any
 
 POOL_KINDS = ("serial", "actors")
 
+# The ``[remote]`` section (remote actor hosts, `appliance actors serve`): added to every
+# config that lacks it, so ``--set remote.KEY=VALUE`` and the --remote-* flags always apply.
+REMOTE: dict[str, Any] = {
+    "bind": "",            # tcp://*:PORT: rank r listens on PORT + r for actor hosts; "" = local actors
+    "hosts": 0,            # hosts each rank waits for (and serves when some are lost); 0 = local actors
+    "batches": 2,          # batches in flight per host: its share of env.num_envs, in this many groups
+    "keys": "",            # directory from `appliance keys new` (server.key_secret, clients/*.key)
+    "insecure": False,     # plain TCP, no CurveZMQ: anyone who reaches the port can feed the learner
+    "timeout": 5.0,        # seconds a host may stay silent while the learner waits before it is dropped
+    "join_timeout": 120.0, # seconds to wait for the hosts at the start (and for any, when all are lost)
+}
+
+
+def with_remote(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with a ``[remote]`` section (defaults for the keys it lacks)."""
+    config["remote"] = {**REMOTE, **config.get("remote", {})}
+    return config
+
+
+def remote_bind(bind: str, local_rank: int) -> str:
+    """Rank ``local_rank``'s address: the port of ``tcp://HOST:PORT`` plus the local rank."""
+    head, sep, port = bind.rpartition(":")
+    if not bind.startswith("tcp://") or not sep or not port.isdigit():
+        raise ValueError(f"remote.bind (--remote-actors) must look like tcp://*:PORT, got {bind!r}")
+    return f"{head}:{int(port) + local_rank}"
+
 
 def rank_seed(seed: int, rank: int) -> int:
     """Each rank's envs get their own seed stream (the actors pool then mixes in the actor index)."""
@@ -107,6 +133,9 @@ def make_pool(config: dict[str, Any], rank: int = 0) -> Any:
     kind = pool.get("kind", "serial")
     seed = rank_seed(config["train"]["seed"], rank)
     params = dict(env.get("params", {}))
+    remote = config.get("remote", {})
+    if int(remote.get("hosts", 0) or 0) > 0:
+        return make_remote_pool(config, seed)
     if kind == "serial":
         from actors import SerialPool
 
@@ -133,3 +162,49 @@ def make_pool(config: dict[str, Any], rank: int = 0) -> Any:
             **params,
         )
     raise ValueError(f"pool.kind must be one of {', '.join(POOL_KINDS)}, got {kind!r}")
+
+
+def check_remote(config: dict[str, Any]) -> None:
+    """Refuses a ``[remote]`` section that cannot run, in one sentence, before the run starts."""
+    env, remote = config["env"], {**REMOTE, **config.get("remote", {})}
+    hosts, batches = int(remote["hosts"]), int(remote["batches"])
+    if hosts <= 0:
+        if remote["bind"]:
+            raise ValueError("--remote-actors needs --remote-hosts N (how many actor hosts to wait for)")
+        return
+    remote_bind(remote["bind"], 0)
+    if not remote["insecure"] and not remote["keys"]:
+        raise ValueError("remote actors need --remote-keys DIR (from `appliance keys new DIR`) or --insecure")
+    if remote["keys"]:
+        from actors.wire import listed_clients
+
+        listed_clients(remote["keys"])
+    if int(env["num_envs"]) % (hosts * batches):
+        raise ValueError(f"env.num_envs ({env['num_envs']}) must divide into remote.hosts ({hosts}) x "
+                         f"remote.batches ({batches}) batches")
+
+
+def make_remote_pool(config: dict[str, Any], seed: int) -> Any:
+    """``[remote] hosts > 0``: an ``actors.RemotePool`` listening on ``remote.bind`` (+ LOCAL_RANK);
+    the hosts step every env (``pool.*`` then only matters to them: each host runs its own actors)."""
+    from actors.remote_pool import RemotePool
+
+    env, remote = config["env"], {**REMOTE, **config.get("remote", {})}
+    if not remote["bind"]:
+        raise ValueError("remote.hosts > 0 needs remote.bind (--remote-actors tcp://*:PORT)")
+    if not remote["insecure"] and not remote["keys"]:
+        raise ValueError("remote actors need remote.keys (--remote-keys DIR, from `appliance keys new DIR`) "
+                         "or --insecure")
+    return RemotePool(
+        env["name"],
+        int(env["num_envs"]),
+        int(remote["hosts"]),
+        remote_bind(remote["bind"], int(os.environ.get("LOCAL_RANK", 0))),
+        seed,
+        batches=int(remote["batches"]),
+        keys=remote["keys"] or None,
+        insecure=bool(remote["insecure"]),
+        timeout=float(remote["timeout"]),
+        join_timeout=float(remote["join_timeout"]),
+        **dict(env.get("params", {})),
+    )
