@@ -46,6 +46,13 @@ def _property(frame: zmq.Frame, name: str) -> str:
         return ""
 
 
+def _gone(exc: zmq.ZMQError) -> str:
+    """Why a send to a host failed: with ROUTER_MANDATORY, EHOSTUNREACH means its connection is gone."""
+    if exc.errno == zmq.EHOSTUNREACH:
+        return "lost its connection (ZMTP heartbeats stopped, or it closed)"
+    return f"cannot be sent to ({exc})"
+
+
 class _Malformed(Exception):
     """A message from a host that breaks the protocol; the host is dropped."""
 
@@ -241,8 +248,8 @@ class RemotePool:
             self._router.send_multipart(
                 [host.ident, b"A" + wire.ACTIONS.pack(j, host.seq[j]), out], copy=False
             )
-        except zmq.ZMQError as exc:  # EHOSTUNREACH: its connection is gone
-            self._drop(host, f"cannot be reached ({exc})")
+        except zmq.ZMQError as exc:
+            self._drop(host, _gone(exc))
             return
         self._flight[g] = True
         self._stat(host).bytes_sent += out.nbytes
@@ -271,6 +278,11 @@ class RemotePool:
     def host_stats(self) -> dict[str, HostStats]:
         """Per host label: steps, bytes each way, the last round-trip time, connected or not."""
         return self._stats
+
+    def groups(self, host: str) -> list[int]:
+        """The groups (``env_ids // batch_rows``) of the host holding a slot under that label, if any."""
+        slot = next((h.slot for h in self._slots if h is not None and h.name == host), None)
+        return [] if slot is None else list(range(slot * self.batches, (slot + 1) * self.batches))
 
     @property
     def connected(self) -> int:
@@ -333,7 +345,7 @@ class RemotePool:
                 try:
                     router.send_multipart([host.ident, b"P" + wire.PING.pack(now)], zmq.NOBLOCK)
                 except zmq.ZMQError as exc:
-                    self._drop(host, f"cannot be reached ({exc})")
+                    self._drop(host, _gone(exc))
 
     def _handle(self, frames: list[zmq.Frame]) -> None:
         ident = frames[0].bytes
