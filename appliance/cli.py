@@ -47,6 +47,17 @@ def _cores(text: str) -> list[int]:
     return out
 
 
+def _delays(text: str) -> list[float]:
+    """``1,10`` -> [1.0, 10.0] (milliseconds, each >= 0)."""
+    try:
+        out = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must list milliseconds like 1,10, got {text!r}") from None
+    if not out or any(not d >= 0 for d in out):
+        raise argparse.ArgumentTypeError(f"must list milliseconds >= 0, got {text!r}")
+    return out
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -161,6 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
                              metavar="SECTION.KEY=VALUE", help="override our trainer's config (repeatable)")
     bench_train.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
     bench_train.set_defaults(func=cmd_bench_train)
+    bench_remote = targets.add_parser(
+        "remote", help="remote actor hosts (network namespaces, added latency) vs the local pool, same run")
+    bench_remote.add_argument("--env", default="snake", help="env to step (default snake)")
+    _add_bench_options(bench_remote)
+    bench_remote.add_argument("--delays", type=_delays, default=[1.0, 10.0], metavar="MS,MS",
+                              help="latency added each way, one remote pool per value (default 1,10)")
+    bench_remote.add_argument("--num-envs", type=_positive_int, default=1024, help="envs per pool (default 1024)")
+    bench_remote.add_argument("--batches", type=_positive_int, default=4,
+                              help="batches in flight per host (default 4; 2 hosts)")
+    bench_remote.set_defaults(func=cmd_bench_remote)
     report = targets.add_parser("report", help="render bench JSON files as a markdown table")
     report.add_argument("json", nargs="+", metavar="JSON", help="files written by `appliance bench ... --json`")
     report.add_argument("--update", metavar="README", help="rewrite the table between the README's bench markers")
@@ -447,6 +468,14 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
             f"--target-return {summary['target_return']:g} in {summary['agent_steps']:,} agent steps (exit "
             f"{EXIT_TARGET_MISSED}); continue with --run-dir {run_dir} --resume --total-steps N", highlight=False)
         return EXIT_TARGET_MISSED
+    return 0
+
+
+def cmd_bench_remote(args: argparse.Namespace, console: Console) -> int:
+    from .bench import remote as bench_remote
+
+    bench_remote.run(args.env, args.seconds, args.runs, args.delays, args.json, console, num_envs=args.num_envs,
+                     batches=args.batches)
     return 0
 
 
