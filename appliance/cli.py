@@ -33,6 +33,31 @@ def _env_default(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def _cores(text: str) -> list[int]:
+    """``0-3,6`` -> [0, 1, 2, 3, 6]."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            out += range(int(lo), int(hi or lo) + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must list cores like 0-3,6, got {text!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"must name at least one core, got {text!r}")
+    return out
+
+
+def _delays(text: str) -> list[float]:
+    """``1,10`` -> [1.0, 10.0] (milliseconds, each >= 0)."""
+    try:
+        out = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must list milliseconds like 1,10, got {text!r}") from None
+    if not out or any(not d >= 0 for d in out):
+        raise argparse.ArgumentTypeError(f"must list milliseconds >= 0, got {text!r}")
+    return out
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -148,6 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
                              metavar="SECTION.KEY=VALUE", help="override our trainer's config (repeatable)")
     bench_train.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
     bench_train.set_defaults(func=cmd_bench_train)
+    bench_remote = targets.add_parser(
+        "remote", help="remote actor hosts (network namespaces, added latency) vs the local pool, same run")
+    bench_remote.add_argument("--env", default="snake", help="env to step (default snake)")
+    _add_bench_options(bench_remote)
+    bench_remote.add_argument("--delays", type=_delays, default=[1.0, 10.0], metavar="MS,MS",
+                              help="latency added each way, one remote pool per value (default 1,10)")
+    bench_remote.add_argument("--num-envs", type=_positive_int, default=1024, help="envs per pool (default 1024)")
+    bench_remote.add_argument("--batches", type=_positive_int, default=4,
+                              help="batches in flight per host (default 4; 2 hosts)")
+    bench_remote.set_defaults(func=cmd_bench_remote)
     report = targets.add_parser("report", help="render bench JSON files as a markdown table")
     report.add_argument("json", nargs="+", metavar="JSON", help="files written by `appliance bench ... --json`")
     report.add_argument("--update", metavar="README", help="rewrite the table between the README's bench markers")
@@ -177,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="continue --run-dir from its checkpoint")
     train.add_argument("--resume-if-present", action="store_true",
                        help="continue --run-dir if it holds a checkpoint, else start fresh (for restarts)")
+    remote = train.add_argument_group("remote actor hosts (`appliance actors serve`), the config's [remote]")
+    remote.add_argument("--remote-actors", metavar="tcp://*:PORT",
+                        help="listen for actor hosts here (rank r on PORT+r) instead of running local actors")
+    remote.add_argument("--remote-hosts", type=_positive_int, metavar="N", help="actor hosts to wait for")
+    remote.add_argument("--remote-keys", metavar="DIR", help="keys from `appliance keys new DIR` (CurveZMQ)")
+    remote.add_argument("--insecure", action="store_true", default=None,
+                        help="plain TCP without CurveZMQ: anyone who reaches the port can feed the learner")
     train.set_defaults(func=cmd_train)
 
     config = commands.add_parser(
@@ -191,6 +233,28 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--update", metavar="README",
                         help="with --markdown: rewrite the table between the README's config markers")
     config.set_defaults(func=cmd_config)
+    actors_cmd = commands.add_parser("actors", help="actor hosts: serve a remote learner's envs")
+    actor_actions = actors_cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
+    serve = actor_actions.add_parser(
+        "serve", help="run actors on this host's cores for a learner started with --remote-actors")
+    serve.add_argument("--connect", required=True, metavar="tcp://LEARNER:PORT", help="the learner rank's address")
+    serve.add_argument("--env", help="refuse a learner that trains another env (default: serve what it asks)")
+    serve.add_argument("--cores", type=_cores, help="cores for the actors, e.g. 0-3,6 (default: every allowed core)")
+    serve.add_argument("--actors", type=_positive_int, help="actor processes in all (default one per core)")
+    serve.add_argument("--keys", metavar="DIR", default=os.environ.get("APPLIANCE_REMOTE_KEYS"),
+                       help="key directory holding server.key and this host's secret key "
+                            "(default $APPLIANCE_REMOTE_KEYS)")
+    serve.add_argument("--client", metavar="NAME", help="this host's key pair in DIR/clients (default: the only one)")
+    serve.add_argument("--name", help="the host label in the learner's metrics (default: the hostname)")
+    serve.add_argument("--insecure", action="store_true", help="plain TCP without CurveZMQ (prints a warning)")
+    serve.set_defaults(func=cmd_actors_serve)
+
+    keys_cmd = commands.add_parser("keys", help="CurveZMQ keys for remote actor hosts")
+    key_actions = keys_cmd.add_subparsers(dest="action", metavar="ACTION", required=True)
+    keys_new = key_actions.add_parser("new", help="write a server key pair and client key pairs (mode 0600)")
+    keys_new.add_argument("dir", metavar="DIR", help="an empty or new directory")
+    keys_new.add_argument("--clients", type=_positive_int, default=2, help="client key pairs (default 2)")
+    keys_new.set_defaults(func=cmd_keys_new)
 
     doctor = commands.add_parser(
         "doctor", help="preflight checks for the run `appliance train` with the same options would do"
@@ -385,7 +449,9 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
     from . import train
 
     extra = {"train.device": args.device, "train.total_steps": args.total_steps,
-             "train.target_return": args.target_return, "train.seed": args.seed}
+             "train.target_return": args.target_return, "train.seed": args.seed,
+             "remote.bind": args.remote_actors, "remote.hosts": args.remote_hosts,
+             "remote.keys": args.remote_keys, "remote.insecure": args.insecure}
     resume = train.should_resume(args.run_dir, args.resume, args.resume_if_present)
     config, run_dir = train.resolve(args.env, args.overrides, args.run_dir, resume, extra)
     if resume and (done := train.finished(run_dir, config)) is not None:
@@ -415,6 +481,37 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
             f"--target-return {summary['target_return']:g} in {summary['agent_steps']:,} agent steps (exit "
             f"{EXIT_TARGET_MISSED}); continue with --run-dir {run_dir} --resume --total-steps N", highlight=False)
         return EXIT_TARGET_MISSED
+    return 0
+
+
+def cmd_bench_remote(args: argparse.Namespace, console: Console) -> int:
+    from .bench import remote as bench_remote
+
+    bench_remote.run(args.env, args.seconds, args.runs, args.delays, args.json, console, num_envs=args.num_envs,
+                     batches=args.batches)
+    return 0
+
+
+def cmd_actors_serve(args: argparse.Namespace, console: Console) -> int:
+    import logging
+
+    from actors.host import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    console.print(f"serving actors for {args.connect} (Ctrl-C stops)", highlight=False, soft_wrap=True)
+    serve(args.connect, env=args.env, cores=args.cores, actors=args.actors, keys=args.keys, client=args.client,
+          insecure=args.insecure, name=args.name)
+    return 0
+
+
+def cmd_keys_new(args: argparse.Namespace, console: Console) -> int:
+    from actors.remote_wire import keys_new
+
+    made = keys_new(args.dir, args.clients)
+    console.print(f"wrote {made['server']} (+ .key_secret, the learner's) and {len(made['clients'])} client "
+                  f"key pairs in {args.dir}/clients (mode 0600): give each actor host server.key and one "
+                  "client-N.key_secret; the learner accepts the clients/*.key it finds", highlight=False,
+                  soft_wrap=True)
     return 0
 
 

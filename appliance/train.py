@@ -87,7 +87,9 @@ def resolve(
                 f"run dir {path} already holds checkpoints; pass --resume (or --resume-if-present) "
                 "to continue it, or another --run-dir"
             )
-    config = configs.apply_overrides(config, overrides)
+    from learner.pools import with_remote
+
+    config = configs.apply_overrides(with_remote(config), overrides)
     for key, value in extra.items():
         if value is not None:
             configs.set_value(config, key, value)
@@ -97,6 +99,9 @@ def resolve(
 
         config = configs.for_device(config, resolve_device(config["train"]["device"]).type, pinned)
     configs.validate(config, pinned)  # the whole config, before anything is created or printed
+    from learner.pools import check_remote
+
+    check_remote(config)
     return config, path
 
 

@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from typing import Any
 
-from .schema import EnvConfig, PoolConfig
+from .schema import EnvConfig, PoolConfig, RemoteConfig
+
+# The ``[remote]`` section's defaults (remote actor hosts, `appliance actors serve`).
+REMOTE: dict[str, Any] = asdict(RemoteConfig())  # the [remote] defaults (learner/schema.py)
+
+
+def with_remote(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with a ``[remote]`` section (defaults for the keys it lacks)."""
+    config["remote"] = {**REMOTE, **config.get("remote", {})}
+    return config
+
+
+def remote_bind(bind: str, local_rank: int) -> str:
+    """Rank ``local_rank``'s address: the port of ``tcp://HOST:PORT`` plus the local rank."""
+    head, sep, port = bind.rpartition(":")
+    if not bind.startswith("tcp://") or not sep or not port.isdigit():
+        raise ValueError(f"remote.bind (--remote-actors) must look like tcp://*:PORT, got {bind!r}")
+    return f"{head}:{int(port) + local_rank}"
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -97,6 +115,8 @@ def make_pool(config: dict[str, Any], rank: int = 0) -> Any:
     """
     env, pool = EnvConfig.from_config(config["env"]), PoolConfig.from_config(config.get("pool", {}))
     seed = rank_seed(config["train"]["seed"], rank)
+    if int(config.get("remote", {}).get("hosts", 0) or 0) > 0:
+        return make_remote_pool(config, seed)
     if pool.kind == "serial":
         from actors import SerialPool
 
@@ -123,3 +143,49 @@ def make_pool(config: dict[str, Any], rank: int = 0) -> Any:
             **env.params,
         )
     raise AssertionError(f"learner.schema.PoolConfig allows pool.kind {pool.kind!r}, which make_pool lacks")
+
+
+def check_remote(config: dict[str, Any]) -> None:
+    """Refuses a ``[remote]`` section that cannot run, in one sentence, before the run starts."""
+    env, remote = config["env"], {**REMOTE, **config.get("remote", {})}
+    hosts, batches = int(remote["hosts"]), int(remote["batches"])
+    if hosts <= 0:
+        if remote["bind"]:
+            raise ValueError("--remote-actors needs --remote-hosts N (how many actor hosts to wait for)")
+        return
+    remote_bind(remote["bind"], 0)
+    if not remote["insecure"] and not remote["keys"]:
+        raise ValueError("remote actors need --remote-keys DIR (from `appliance keys new DIR`) or --insecure")
+    if remote["keys"]:
+        from actors.remote_wire import listed_clients
+
+        listed_clients(remote["keys"])
+    if int(env["num_envs"]) % (hosts * batches):
+        raise ValueError(f"env.num_envs ({env['num_envs']}) must divide into remote.hosts ({hosts}) x "
+                         f"remote.batches ({batches}) batches")
+
+
+def make_remote_pool(config: dict[str, Any], seed: int) -> Any:
+    """``[remote] hosts > 0``: an ``actors.RemotePool`` listening on ``remote.bind`` (+ LOCAL_RANK);
+    the hosts step every env (``pool.*`` then only matters to them: each host runs its own actors)."""
+    from actors.remote_pool import RemotePool
+
+    env, remote = config["env"], {**REMOTE, **config.get("remote", {})}
+    if not remote["bind"]:
+        raise ValueError("remote.hosts > 0 needs remote.bind (--remote-actors tcp://*:PORT)")
+    if not remote["insecure"] and not remote["keys"]:
+        raise ValueError("remote actors need remote.keys (--remote-keys DIR, from `appliance keys new DIR`) "
+                         "or --insecure")
+    return RemotePool(
+        env["name"],
+        int(env["num_envs"]),
+        int(remote["hosts"]),
+        remote_bind(remote["bind"], int(os.environ.get("LOCAL_RANK", 0))),
+        seed,
+        batches=int(remote["batches"]),
+        keys=remote["keys"] or None,
+        insecure=bool(remote["insecure"]),
+        timeout=float(remote["timeout"]),
+        join_timeout=float(remote["join_timeout"]),
+        **dict(env.get("params", {})),
+    )

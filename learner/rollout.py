@@ -203,6 +203,10 @@ class Rollout:
         if self.carried[ids[0]] or t == 0:
             self.dropped += len(ids)  # an overflow step of a finished group (see module docstring)
             return
+        if getattr(self.pool, "lost", False):
+            # actors.RemotePool: this group's host was lost, the transition never came; the
+            # step it follows must not train (its reward and next observation are unknown).
+            self.masks[t - 1, rows] = False
         term = self._to_device(terminals, "terminals").bool()
         trunc = self._to_device(truncations, "truncations").bool()
         final = torch.zeros(len(ids), device=self.device)

@@ -182,8 +182,30 @@ class TrainConfig(Section):
     """Interval of the dashboard and of the log lines."""
 
 
+@dataclass
+class RemoteConfig(Section):
+    """``[remote]``: actor hosts on other machines over ZeroMQ (:mod:`actors.remote_pool`)."""
+
+    NAME: ClassVar[str] = "remote"
+
+    bind: str = ""
+    """`tcp://*:PORT`: rank r listens on PORT + r for actor hosts (`--remote-actors`); empty = local actors."""
+    hosts: int = knob(0, low=0)
+    """Actor hosts each rank waits for, and serves while some are lost (`--remote-hosts`); 0 = local actors."""
+    batches: int = knob(2, low=1)
+    """Batches in flight per host: its share of `env.num_envs`, in this many groups."""
+    keys: str = ""
+    """Directory from `appliance keys new` (server key, listed client keys); required unless `insecure`."""
+    insecure: bool = False
+    """Plain TCP without CurveZMQ: anyone who reaches the port can feed the learner (prints a warning)."""
+    timeout: float = knob(5.0, above=0)
+    """Seconds a host may stay silent while the learner waits, before it is dropped."""
+    join_timeout: float = knob(120.0, above=0)
+    """Seconds to wait for the hosts at the start (and for any, when all are lost)."""
+
+
 SECTIONS: dict[str, type[Section]] = {
-    cls.NAME: cls for cls in (EnvConfig, PoolConfig, PPOConfig, PolicyConfig, TrainConfig)
+    cls.NAME: cls for cls in (EnvConfig, PoolConfig, PPOConfig, PolicyConfig, TrainConfig, RemoteConfig)
 }
 
 CPU_TABLE = "on_cpu"

@@ -502,6 +502,9 @@ def _feed_metrics(
     losses = {name: stats[key] for key, name in _LOSS_KEYS.items() if key in stats and not math.isnan(stats[key])}
     losses["learning_rate"] = lr
     metrics.set_losses(losses)
+    host_stats = getattr(pool, "host_stats", None)  # actors.RemotePool: per actor host
+    if host_stats is not None:
+        metrics.set_remote_hosts(host_stats())
     restarts = getattr(pool, "restarts", None)
     if restarts is not None:
         metrics.set_restarts(restarts)

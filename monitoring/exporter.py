@@ -180,6 +180,23 @@ class MetricsExporter:
         self._restarts = Counter("appliance_actor_restarts", "Actors restarted.", _BASE, registry=reg)
         self._restarts_child = self._restarts.labels(**labels)
         self._restarts_seen = 0
+        # Remote actor hosts (actors.RemotePool), one series per `host` label; counters follow the pool's totals.
+        host = (*_BASE, "host")
+        self._remote = {
+            "steps": Counter("appliance_remote_env_steps", "Agent steps received from a remote actor host.",
+                             host, registry=reg),
+            "bytes_received": Counter("appliance_remote_received_bytes", "Bytes received from a remote actor host.",
+                                      host, registry=reg),
+            "bytes_sent": Counter("appliance_remote_sent_bytes", "Bytes sent to a remote actor host.",
+                                  host, registry=reg),
+            "lost": Counter("appliance_remote_hosts_lost", "Times a remote actor host was dropped.", host,
+                            registry=reg),
+        }
+        self._remote_rtt = gauge("appliance_remote_rtt_seconds", "Round trip of a ping to a remote actor host.",
+                                 ("host",))
+        self._remote_up = gauge("appliance_remote_host_up", "1 while a remote actor host serves batches, else 0.",
+                                ("host",))
+        self._remote_seen: dict[tuple[str, str], float] = {}
         self._actor_cpu = gauge("appliance_actor_cpu_ratio", "Actor CPU over its cores (0-1).", ("actor",))
         self._actor_rss = gauge("appliance_actor_rss_bytes", "Actor resident memory.", ("actor",))
         self._actors_exported: set[str] = set()
@@ -271,6 +288,20 @@ class MetricsExporter:
             raise ValueError(f"restarts total went down from {self._restarts_seen} to {total}")
         self._restarts_child.inc(total - self._restarts_seen)
         self._restarts_seen = total
+
+    def set_remote_hosts(self, hosts: Mapping[str, Any]) -> None:
+        """Per remote actor host (label → an ``actors.remote_pool.HostStats``): running totals of steps,
+        bytes each way and drops (the counters follow them), the last round trip, up or not."""
+        for name, stats in hosts.items():
+            labels = {**self._labels, "host": name}
+            for key, counter in self._remote.items():
+                total = float(getattr(stats, key))
+                seen = self._remote_seen.get((name, key), 0.0)
+                counter.labels(**labels).inc(max(0.0, total - seen))
+                self._remote_seen[(name, key)] = max(seen, total)
+            if stats.rtt_seconds is not None:
+                self._remote_rtt.labels(**labels).set(stats.rtt_seconds)
+            self._remote_up.labels(**labels).set(1.0 if stats.connected else 0.0)
 
     def _child(self, gauge: Gauge) -> Gauge:
         """This rank's series of ``gauge``, made on first use (so nothing shows before a real value)."""

@@ -77,7 +77,8 @@ def test_compose_provisions_prometheus_and_grafana_without_a_default_password() 
 
 def test_prometheus_scrapes_every_local_rank_port() -> None:
     config = yaml.safe_load((ROOT / "deploy/prometheus.yml").read_text())
-    targets = [t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]]
+    targets = [t for job in config["scrape_configs"] if job["job_name"] == "appliance"
+               for sc in job["static_configs"] for t in sc["targets"]]
     ports = sorted(int(t.rsplit(":", 1)[1]) for t in targets)
     assert ports == list(range(DEFAULT_PORT, DEFAULT_PORT + 8))
 
@@ -137,3 +138,52 @@ def test_restartable_launchers_resume_only_when_a_checkpoint_exists() -> None:
     # Without it a restarted round reuses the old worker store and its stale peer addresses.
     assert "export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1" in script
     assert {"name": "TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "value": "1"} in container["env"]
+
+
+def _parsed(argv: list[str]):
+    from appliance.cli import build_parser
+
+    return build_parser().parse_args(argv)
+
+
+def test_compose_remote_profile_runs_a_learner_and_two_actor_hosts_with_keys() -> None:
+    compose = yaml.safe_load((ROOT / "deploy/docker-compose.yml").read_text())
+    services = compose["services"]
+    remote = {name for name, s in services.items() if "remote" in s.get("profiles", [])}
+    assert remote == {"learner", "actors-1", "actors-2"}
+    learner = _parsed(services["learner"]["command"])
+    assert learner.command == "train" and learner.remote_hosts == 2 and learner.remote_keys == "/keys"
+    port = int(learner.remote_actors.rsplit(":", 1)[1])
+    clients = set()
+    for name in ("actors-1", "actors-2"):
+        host = _parsed(services[name]["command"])
+        assert host.command == "actors" and host.action == "serve" and not host.insecure
+        assert host.connect == f"tcp://learner:{port}" and host.keys == "/keys"
+        assert any(v.endswith(":/keys:ro") for v in services[name]["volumes"])
+        clients.add(host.client)
+    assert len(clients) == 2  # one key pair each, as `appliance keys new` makes them
+    config = yaml.safe_load((ROOT / "deploy/prometheus.yml").read_text())
+    remote_targets = [t for job in config["scrape_configs"] if job["job_name"] == "appliance-remote"
+                      for sc in job["static_configs"] for t in sc["targets"]]
+    assert remote_targets == [f"learner:{DEFAULT_PORT}"]
+
+
+def test_k8s_actor_deployment_feeds_the_learner_job_with_keys_from_one_secret() -> None:
+    docs = {d["kind"]: d for d in yaml.safe_load_all((ROOT / "deploy/k8s/remote-actors.yaml").read_text())}
+    assert set(docs) == {"PyTorchJob", "Service", "Deployment"}
+    job = docs["PyTorchJob"]["spec"]["pytorchReplicaSpecs"]["Worker"]["template"]["spec"]
+    train = _parsed(_appliance_args(job["containers"][0]["args"]))
+    assert train.remote_actors == "tcp://*:5555" and train.remote_keys == "/keys"
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    assert "nvidia.com/gpu" not in pod["containers"][0]["resources"]["limits"]  # CPU-only pods
+    serve = _parsed(pod["containers"][0]["args"])
+    service = docs["Service"]
+    assert serve.connect == f"tcp://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
+    assert docs["Deployment"]["spec"]["replicas"] == train.remote_hosts
+    learner_keys = {i["path"] for i in job["volumes"][0]["secret"]["items"]}
+    host_keys = {i["path"] for i in pod["volumes"][0]["secret"]["items"]}
+    assert job["volumes"][0]["secret"]["secretName"] == pod["volumes"][0]["secret"]["secretName"]
+    # The learner holds its secret key and the listed public client keys; a host the reverse.
+    assert learner_keys == {"server.key_secret", f"clients/{serve.client}.key"}
+    assert host_keys == {"server.key", f"clients/{serve.client}.key_secret"}
+    assert not any(p.endswith("key_secret") and p.startswith("clients/") for p in learner_keys)

@@ -43,11 +43,12 @@ def setup(scraped_run, prometheus):
 
 
 def dashboard_exprs() -> list[tuple[str, str]]:
-    """The training panels' queries; the Sweeps row's are evaluated against a sweep (test_sweep_metrics.py)."""
+    """The training panels' queries; the Sweeps row's are evaluated against a sweep (test_sweep_metrics.py),
+    the Remote row's need remote actor hosts (tests/remote)."""
     out = []
     for panel in dashboard_json()["panels"]:
         for target in panel.get("targets", []):
-            if "appliance_sweep_" not in target["expr"]:
+            if "appliance_sweep_" not in target["expr"] and "appliance_remote_" not in target["expr"]:
                 out.append((panel["title"], target["expr"]))
     return out
 
