@@ -1,6 +1,6 @@
 """The Prometheus exporter one learner rank serves on ``port + local_rank``.
 
-Names follow DESIGN.md "Metrics": prefix ``appliance_``, base units, counters
+Names follow docs/architecture.md ("Metrics"): prefix ``appliance_``, base units, counters
 end in ``_total``, ratios are 0–1; every series carries ``rank``, ``env`` and
 ``run``, GPU series also ``gpu`` and ``UUID`` as dcgm-exporter writes them.
 

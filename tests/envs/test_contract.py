@@ -1,4 +1,4 @@
-"""The native env contract (envs/c/env.h, DESIGN.md), checked for every env in ``envs.native_names()``.
+"""The native env contract (envs/c/env.h, docs/architecture.md), checked for every env in ``envs.native_names()``.
 
 Env-specific rules (dynamics, rewards, maps) live in each env's own test file;
 everything here must hold for any env registered in the engine.
