@@ -321,7 +321,8 @@ def next_trial(study: Any, spec: Spec) -> Any | None:
             return None
         trial = study.ask()
         pid = os.getpid()
-        trial.set_user_attr("worker", {"host": host_id(), "pid": pid, "pid_start": _process_start(pid),
+        trial.set_user_attr("worker", {"trial": trial.number, "host": host_id(), "pid": pid,
+                                       "pid_start": _process_start(pid),
                                        "cores": sorted(os.sched_getaffinity(0))})
         study._storage.record_heartbeat(trial._trial_id)
     return trial
@@ -343,7 +344,14 @@ def reclaim(study: Any) -> list[int]:
     me, requeued = host_id(), []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker = t.user_attrs.get("worker") or {}
-        if worker.get("host") != me or worker.get("pid") is None or _alive(worker):
+        if worker.get("trial", t.number) != t.number:
+            # A re-queued trial carries its failed original's attributes, dead worker included, from
+            # the moment a worker asks for it until that worker records itself: not a death of its own,
+            # unless the worker never got to record itself within the heartbeat grace.
+            begun = t.datetime_start.timestamp() if t.datetime_start is not None else time.time()
+            if time.time() - begun < GRACE_S:
+                continue
+        elif worker.get("host") != me or worker.get("pid") is None or _alive(worker):
             continue
         try:
             storage.set_trial_user_attr(t._trial_id, "failure", "its worker process died")

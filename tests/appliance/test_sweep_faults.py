@@ -91,6 +91,29 @@ def test_a_worker_killed_with_sigkill_is_replaced_and_its_trial_rerun(tmp_path) 
     assert [t.params for t in after if t.system_attrs.get("failed_trial") == victim.number] == [victim.params]
 
 
+def test_a_requeued_trial_is_not_reclaimed_before_its_new_worker_records_itself(tmp_path) -> None:
+    """A retry starts as a copy of its failed original, dead worker included: reclaim must wait for the
+    worker that asked for it to record itself, or the trial is failed and re-queued a second time."""
+    import optuna
+
+    from appliance import sweep
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    storage = sweep.open_storage(f"sqlite:///{tmp_path / 'sweep.db'}")
+    study_ = optuna.create_study(study_name="requeue", storage=storage)
+    first = study_.ask()
+    first.set_user_attr("worker", {"trial": first.number, "host": sweep.host_id(), "pid": dead.pid,
+                                   "pid_start": 0.0})
+    assert sweep.reclaim(study_) == [first.number]  # its worker is gone: failed, and re-queued once
+    retry = study_.ask()  # what a replacement worker gets, before it records itself on the trial
+    assert retry.number != first.number and retry.user_attrs["worker"]["pid"] == dead.pid
+    assert sweep.reclaim(study_) == []
+    assert study_._storage.get_trial(retry._trial_id).state.name == "RUNNING"
+    assert sum(t.system_attrs.get("failed_trial") == first.number for t in study_.get_trials()) == 1
+
+
 # ---- PostgreSQL --------------------------------------------------------------------------------------
 
 
