@@ -14,7 +14,7 @@ START = "<!-- bench:start -->"
 END = "<!-- bench:end -->"
 LAYOUT_KEYS = (
     "agents", "num_envs", "num_actors", "batch_size", "order", "preset", "pool", "policy", "metrics", "ranks",
-    "device", "load",
+    "device", "load", "layout",
 )
 
 
@@ -50,6 +50,8 @@ def _value(r: dict[str, Any]) -> str:
     unit = r.get("unit", "steps/s")
     if unit == "ratio":
         return f"{rate:.1%}"
+    if unit == "s":
+        return f"{rate:.3g} s"
     return f"{rate:,.0f} {unit}"
 
 
@@ -67,6 +69,12 @@ def _notes(r: dict[str, Any]) -> str:
         notes.append(f"first row / this: {r['speedup_steps_per_second']:.1f}x steps/s")
     if "ratio_to_pool" in r:
         notes.append(f"/ pool alone: {r['ratio_to_pool']:.3g}")
+    for key, peer in (("vs_subproc", "SB3 SubprocVecEnv"), ("vs_dummy", "SB3 DummyVecEnv"),
+                      ("vs_before", "before"), ("ratio_to_local", "local pool")):
+        if isinstance(r.get(key), (int, float)):
+            notes.append(f"/ {peer}: {r[key]:.2f}x")
+    if isinstance(r.get("split"), dict) and "learn" in r["split"]:
+        notes.append("wall: " + ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for k, v in r["split"].items()))
     if "phase_fraction" in r:
         notes.append("time: " + ", ".join(f"{k} {v:.0%}" for k, v in r["phase_fraction"].items()))
     if "gain_over_random" in r:

@@ -126,9 +126,9 @@ def sb3_available() -> bool:
 
 def sb3(
     seed: int, seconds_limit: float, threads: int = 1, timesteps: int = ZOO_CARTPOLE["n_timesteps"],
-    venv: Any = None, stop_at_target: bool = True,
+    venv: Any = None, stop_at_target: bool = True, hp: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """SB3 PPO, RL-Zoo CartPole-v1 settings; stops at the target, the timestep budget or the wall cap.
+    """SB3 PPO, RL-Zoo CartPole-v1 settings (or ``hp``); stops at the target, the timestep budget or the wall cap.
 
     Runs with ``threads`` torch threads, as many as our trainer's config gives it, so the
     comparison is core for core. ``venv`` (closed here) replaces SB3's own ``DummyVecEnv``
@@ -141,7 +141,7 @@ def sb3(
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
 
-    hp = ZOO_CARTPOLE
+    hp = ZOO_CARTPOLE if hp is None else hp
 
     def linear(start: float) -> Callable[[float], float]:
         return lambda remaining: remaining * start  # RL-Zoo's lin_X: X times the progress remaining
