@@ -11,7 +11,7 @@ with value zero and carry none. Each row (agent) counts as one env of the vector
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import gymnasium
 import numpy as np
@@ -42,7 +42,7 @@ class GymVectorEnv(gymnasium.vector.VectorEnv):
         self._returns = np.zeros(self.num_envs, np.float64)
         self._lengths = np.zeros(self.num_envs, np.int64)
         self._start = time.perf_counter()
-        self._action_shape: tuple[int, ...] = (self.num_envs, *self.single_action_space.shape)
+        self._action_shape: tuple[int, ...] = (self.num_envs, *cast("tuple[int, ...]", self.single_action_space.shape))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)

@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from typing import Any
 
-from typing_extensions import Buffer
+import numpy as np
 
 class Env:
     """A vector of native env instances stepping into caller-owned buffers."""
@@ -13,15 +13,11 @@ class Env:
         name: str,
         num_envs: int,
         params: Sequence[float],
-        observations: Buffer,
-        actions: Buffer,
-        rewards: Buffer,
-        terminals: Buffer,
-        truncations: Buffer,
-        masks: Buffer,
-        final_observations: Buffer,
-        extras: Sequence[Buffer],
-    ) -> None: ...
+        /,
+        *buffers: np.ndarray | Sequence[np.ndarray],
+    ) -> None:
+        """``buffers``: observations, actions, rewards, terminals, truncations, masks and
+        final_observations, then the sequence of the env's extra buffers (also by keyword)."""
     def reset(self, seed: int, /) -> None: ...
     def step(self) -> None: ...
     def step_n(self, n: int, /) -> None: ...

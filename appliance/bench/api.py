@@ -137,7 +137,7 @@ def run(runs: int, json_path: str | None, console: Console) -> list[dict[str, An
     subproc = statistics.median(rates[SB3_ENTRIES[-1][0]])
     for name, _, env, layout in SB3_ENTRIES:
         split = {part: statistics.median(sp[part] for sp in splits[name]) for part in splits[name][0]}
-        rec = {"bench": "api", "name": name, "env": env, "layout": layout, "timesteps": TIMESTEPS,
+        rec: dict[str, Any] = {"bench": "api", "name": name, "env": env, "layout": layout, "timesteps": TIMESTEPS,
                "steps_per_second": statistics.median(rates[name]), "runs": rates[name], "split": split}
         if name != SB3_ENTRIES[-1][0]:
             rec["vs_subproc"] = rec["steps_per_second"] / subproc

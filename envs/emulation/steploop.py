@@ -13,6 +13,7 @@ both against a plain loop of ``env.step``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,7 @@ def _python_rows(packer: Packer) -> Packer:
     return packer
 
 
+_steploop: ModuleType | None
 try:
     from . import _steploop
 except ImportError:  # not built (no Cython at install time): the Python loop does the same

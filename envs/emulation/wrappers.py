@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from ..native import CoreBuffers
 from .vector import BufferSpec, take_buffers
 
 
-class _Wrapper:
+class _Wrapper(CoreBuffers):
     OWNS: tuple[str, ...] = ()
 
     def __init__(self, env: Any) -> None:
