@@ -14,7 +14,7 @@ import gymnasium
 import numpy as np
 
 
-def check_actions(actions: Any, space: gymnasium.Space, shape: tuple[int, ...]) -> np.ndarray:
+def check_actions(actions: Any, space: gymnasium.Space[Any], shape: tuple[int, ...]) -> np.ndarray:
     """Returns ``actions`` as an ndarray of ``shape`` or raises one clear ValueError."""
     return ActionCheck(space, shape)(actions)
 
@@ -27,7 +27,7 @@ class ActionCheck:
     no temporary arrays on the happy path.
     """
 
-    def __init__(self, space: gymnasium.Space, shape: tuple[int, ...]) -> None:
+    def __init__(self, space: gymnasium.Space[Any], shape: tuple[int, ...]) -> None:
         self.space, self.shape = space, tuple(shape)
         self.low: np.ndarray | None = None
         self.high: np.ndarray | None = None

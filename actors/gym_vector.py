@@ -44,7 +44,9 @@ class GymVectorEnv(gymnasium.vector.VectorEnv):
         self._start = time.perf_counter()
         self._action_shape: tuple[int, ...] = (self.num_envs, *cast("tuple[int, ...]", self.single_action_space.shape))
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         seed = int(self.np_random.integers(2**31)) if seed is None else seed
         if self._is_pool:
@@ -57,7 +59,7 @@ class GymVectorEnv(gymnasium.vector.VectorEnv):
         self._start = time.perf_counter()
         return (obs.copy() if self.copy else obs), {}
 
-    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         actions = check_actions(actions, self.single_action_space, self._action_shape)
         if self._is_pool:
             self.source.send(actions)

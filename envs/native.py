@@ -176,19 +176,19 @@ def serve_loop(envs: Sequence[Any]) -> Callable[[int, int, int], bytes | None] |
     return lambda go, done, timeout_ms: _native.serve(engines, go, done, timeout_ms)
 
 
-def action_space(layout: Mapping[str, Any]) -> gymnasium.spaces.Space:
+def action_space(layout: Mapping[str, Any]) -> gymnasium.spaces.Space[Any]:
     """Discrete(num_actions), or MultiDiscrete(action_nvec) when the env declares dimensions."""
     if layout["action_nvec"]:
         return gymnasium.spaces.MultiDiscrete(np.array(layout["action_nvec"], dtype=np.int64))
     return gymnasium.spaces.Discrete(layout["num_actions"])
 
 
-def action_high(space: gymnasium.spaces.Space) -> Any:
+def action_high(space: gymnasium.spaces.Space[Any]) -> Any:
     """Exclusive upper bound of each action component: ``n`` or ``nvec`` (broadcasts over rows)."""
     return space.nvec if isinstance(space, gymnasium.spaces.MultiDiscrete) else cast(gymnasium.spaces.Discrete, space).n
 
 
-def observation_space(name: str, layout: Mapping[str, Any]) -> gymnasium.spaces.Space:
+def observation_space(name: str, layout: Mapping[str, Any]) -> gymnasium.spaces.Space[Any]:
     """One Box, or, for envs that pack parts into uint8 rows, the PackedSpace of those parts.
 
     env.h packs parts in declared order at offsets aligned to their dtype, as

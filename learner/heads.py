@@ -50,7 +50,7 @@ class LeafHead(nn.Module):
     dtype: torch.dtype
     starts: torch.Tensor  # a registered buffer (MultiDiscrete)
 
-    def __init__(self, space: gymnasium.spaces.Space, features: int) -> None:
+    def __init__(self, space: gymnasium.spaces.Space[Any], features: int) -> None:
         super().__init__()
         self.space = space
         if isinstance(space, gymnasium.spaces.Discrete):
@@ -164,7 +164,7 @@ class ActionHead(nn.Module):
     pool's actions buffer takes it.
     """
 
-    def __init__(self, space: gymnasium.spaces.Space, features: int) -> None:
+    def __init__(self, space: gymnasium.spaces.Space[Any], features: int) -> None:
         super().__init__()
         layout = getattr(space, "layout", None)
         if layout is None and isinstance(space, (gymnasium.spaces.Dict, gymnasium.spaces.Tuple)):

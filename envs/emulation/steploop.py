@@ -23,8 +23,8 @@ from .layout import Packer
 Ended = list[tuple[int, bool, Any]]
 
 
-def step_python(envs: list, actions: list, obs: Packer, final: Packer, rewards: np.ndarray, returns: np.ndarray,
-                lengths: np.ndarray, terminals: np.ndarray, truncations: np.ndarray,
+def step_python(envs: list[Any], actions: list[Any], obs: Packer, final: Packer, rewards: np.ndarray,
+                returns: np.ndarray, lengths: np.ndarray, terminals: np.ndarray, truncations: np.ndarray,
                 totals: np.ndarray) -> list[Any] | None:
     """Steps ``envs[i]`` with ``actions[i]``; returns the infos of the episodes that ended, or None.
 

@@ -43,7 +43,8 @@ class _Wrapper(CoreBuffers):
             setattr(self, key, array)
 
     def episode_stats(self) -> dict[str, float]:
-        return self.env.episode_stats()
+        stats: dict[str, float] = self.env.episode_stats()
+        return stats
 
     def close(self) -> None:
         self.env.close()
