@@ -14,7 +14,7 @@ import gymnasium
 import numpy as np
 
 
-def check_actions(actions: Any, space: gymnasium.Space, shape: tuple[int, ...]) -> np.ndarray:
+def check_actions(actions: Any, space: gymnasium.Space[Any], shape: tuple[int, ...]) -> np.ndarray:
     """Returns ``actions`` as an ndarray of ``shape`` or raises one clear ValueError."""
     return ActionCheck(space, shape)(actions)
 
@@ -27,15 +27,16 @@ class ActionCheck:
     no temporary arrays on the happy path.
     """
 
-    def __init__(self, space: gymnasium.Space, shape: tuple[int, ...]) -> None:
+    def __init__(self, space: gymnasium.Space[Any], shape: tuple[int, ...]) -> None:
         self.space, self.shape = space, tuple(shape)
-        self.low = self.high = None
+        self.low: np.ndarray | None = None
+        self.high: np.ndarray | None = None
         if isinstance(space, (gymnasium.spaces.Discrete, gymnasium.spaces.MultiDiscrete)):
             self.low = np.asarray(space.start)
             n = space.n if isinstance(space, gymnasium.spaces.Discrete) else space.nvec
             self.high = self.low + np.asarray(n)
         self._scalar = self.low is not None and self.low.ndim == 0
-        if self._scalar:
+        if self._scalar and self.low is not None and self.high is not None:  # high is set with low
             self._lo, self._hi = int(self.low), int(self.high)
         self._unsigned: dict[np.dtype, np.dtype] = {}  # per integer dtype, for _out_of_range
 

@@ -206,9 +206,10 @@ def serve(fd: int) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     buf = b""
+    watched: list[socket.socket | int] = [sock, wake_r]
     while True:
         try:
-            ready, _, _ = select.select([sock, wake_r], [], [])
+            ready, _, _ = select.select(watched, [], [])
         except InterruptedError:
             continue
         if wake_r in ready:

@@ -11,7 +11,7 @@ with value zero and carry none. Each row (agent) counts as one env of the vector
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import gymnasium
 import numpy as np
@@ -42,9 +42,11 @@ class GymVectorEnv(gymnasium.vector.VectorEnv):
         self._returns = np.zeros(self.num_envs, np.float64)
         self._lengths = np.zeros(self.num_envs, np.int64)
         self._start = time.perf_counter()
-        self._action_shape: tuple[int, ...] = (self.num_envs, *self.single_action_space.shape)
+        self._action_shape: tuple[int, ...] = (self.num_envs, *cast("tuple[int, ...]", self.single_action_space.shape))
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         seed = int(self.np_random.integers(2**31)) if seed is None else seed
         if self._is_pool:
@@ -57,7 +59,7 @@ class GymVectorEnv(gymnasium.vector.VectorEnv):
         self._start = time.perf_counter()
         return (obs.copy() if self.copy else obs), {}
 
-    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         actions = check_actions(actions, self.single_action_space, self._action_shape)
         if self._is_pool:
             self.source.send(actions)

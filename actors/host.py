@@ -22,7 +22,7 @@ import signal
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zmq
@@ -134,7 +134,7 @@ class Session:
                 raise _Ended(f"no welcome from {self.connect} within {WELCOME_S:g} s", False)
             if self.monitor.poll(0):
                 self._event()
-            if not self.socket.poll(min(remaining, 0.1) * 1000):
+            if not self.socket.poll(int(min(remaining, 0.1) * 1000)):  # as Poller.poll takes it: whole ms
                 continue
             msg = self.socket.recv()
             if msg[:1] == b"Q":
@@ -170,7 +170,7 @@ class Session:
         """Handles every message queued; returns the batches now stepping (to be shipped)."""
         stepping: list[int] = []
         sock = self.socket
-        while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while cast(int, sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             head = sock.recv(zmq.NOBLOCK)
             op = head[:1]
             if op == b"A":
@@ -212,7 +212,8 @@ class Session:
         self.steps += len(rewards)
 
     def _stats(self) -> None:
-        episodes, sums = 0, {}
+        episodes = 0
+        sums: dict[str, float] = {}
         for pool in self.pools:
             stats = pool.episode_stats()
             count = int(stats.pop("episodes", 0))

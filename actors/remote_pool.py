@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import zmq
@@ -41,7 +41,7 @@ _MASK64 = (1 << 64) - 1
 def _property(frame: zmq.Frame, name: str) -> str:
     """A frame's metadata (``User-Id`` is set by the ZAP handler only: absent with --insecure)."""
     try:
-        return frame.get(name) or ""
+        return cast(str, frame.get(name)) or ""  # the string properties
     except zmq.ZMQError:
         return ""
 
@@ -148,12 +148,14 @@ class RemotePool:
         self._by_ident: dict[bytes, _Host] = {}
         self._told: set[bytes] = set()  # unknown peers already told to say hello
         self._stats: dict[str, HostStats] = {}
-        self._episodes, self._sums = 0, {}
+        self._episodes = 0
+        self._sums: dict[str, float] = {}
         self.lost = False
         self.discarded = 0  # batches received but never served (an earlier epoch's, or a dropped host's)
         self.hosts_lost = 0
         self._epoch, self._generation = 0, 0
-        self._next, self._held, self._last, self._reset_done = 0, None, 0, False
+        self._held: int | None = None  # the group recv() handed out, until its send()
+        self._next, self._last, self._reset_done = 0, 0, False
         self._held_void = False
         self._ping_at = 0.0
         self._closed = False
@@ -225,7 +227,9 @@ class RemotePool:
             return self._last_obs[g], rewards, terminals, trunc1 if self.lost else trunc0, masks, self._ids[g]
         self.lost = self._lost_next[g]
         self._lost_next[g] = False
-        obs, rewards, terminals, truncations, masks = self._ready[g]
+        ready = self._ready[g]
+        assert ready is not None  # the loop above ends on a void batch (returned) or a ready one
+        obs, rewards, terminals, truncations, masks = ready
         self._last_obs[g] = obs
         return obs, rewards, terminals, truncations, masks, self._ids[g]
 
@@ -242,11 +246,13 @@ class RemotePool:
             return
         self._ready[g] = None
         host = self._slots[g // self.batches]
+        assert host is not None  # a group that is not void has its host
         j = g % self.batches
         out = np.ascontiguousarray(checked, dtype=self._action_dtype)
         try:
             self._router.send_multipart(
-                [host.ident, b"A" + wire.ACTIONS.pack(j, host.seq[j]), out], copy=False
+                [host.ident, b"A" + wire.ACTIONS.pack(j, host.seq[j]), out],  # type: ignore[list-item]  # ndarray is a buffer
+                copy=False,
             )
         except zmq.ZMQError as exc:
             self._drop(host, _gone(exc))
@@ -329,9 +335,9 @@ class RemotePool:
     def _service(self, wait: float) -> None:
         """Handles what arrived (waiting up to ``wait`` s for the first), pings, drops silent hosts."""
         router = self._router
-        if wait > 0 and not router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-            router.poll(wait * 1000)
-        while router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if wait > 0 and not cast(int, router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            router.poll(int(wait * 1000))  # as Poller.poll takes it: whole milliseconds
+        while cast(int, router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
             frames = router.recv_multipart(copy=False)
             self._handle(frames)
         now = time.monotonic()

@@ -122,7 +122,7 @@ class _Listed:
         return False
 
 
-def secure_server(context: zmq.Context, socket: zmq.Socket, keys: str | None) -> Any:
+def secure_server(context: zmq.Context[Any], socket: zmq.Socket[Any], keys: str | None) -> Any:
     """Makes ``socket`` a Curve server that accepts only listed client keys; returns the ZAP
     authenticator (stop it on close). ``keys=None``: plain TCP, with a warning."""
     if keys is None:
@@ -139,7 +139,7 @@ def secure_server(context: zmq.Context, socket: zmq.Socket, keys: str | None) ->
     return auth
 
 
-def secure_client(socket: zmq.Socket, keys: str | None, client: str | None) -> None:
+def secure_client(socket: zmq.Socket[Any], keys: str | None, client: str | None) -> None:
     """Makes ``socket`` a Curve client with ``DIR/server.key`` and this host's secret key.
 
     ``client``: the name of its key pair in ``DIR/clients`` (``client-1``), or a path to a
@@ -163,7 +163,7 @@ def secure_client(socket: zmq.Socket, keys: str | None, client: str | None) -> N
     socket.curve_secretkey, socket.curve_publickey, socket.curve_serverkey = secret, public, server
 
 
-def tune(socket: zmq.Socket) -> None:
+def tune(socket: zmq.Socket[Any]) -> None:
     """Options every remote socket shares: no linger, ZMTP heartbeats, large kernel buffers."""
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
@@ -30,7 +30,7 @@ class SB3VecEnv(VecEnv):
         self.source = source
         self.render_mode = None
         super().__init__(source.num_agents, source.single_observation_space, source.single_action_space)
-        self._action_shape = (self.num_envs, *self.action_space.shape)
+        self._action_shape = (self.num_envs, *cast("tuple[int, ...]", self.action_space.shape))
         self._check = ActionCheck(self.action_space, self._action_shape)  # bounds computed once, not per step
         self._returns = np.zeros(self.num_envs, np.float64)
         self._lengths = np.zeros(self.num_envs, np.int64)
@@ -76,7 +76,7 @@ class SB3VecEnv(VecEnv):
     # SB3 asks these of every VecEnv; the pool's envs live in other processes.
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
         if attr_name == "render_mode":
-            return [None] * len(self._get_indices(indices))
+            return [None] * len(list(self._get_indices(indices)))  # any iterable of indices, as SB3 allows
         raise AttributeError(f"SB3VecEnv: the pool's envs have no attribute '{attr_name}' readable from here")
 
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
@@ -86,7 +86,7 @@ class SB3VecEnv(VecEnv):
         raise AttributeError(f"SB3VecEnv: cannot call '{method_name}' on the pool's envs")
 
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))
+        return [False] * len(list(self._get_indices(indices)))  # any iterable of indices, as SB3 allows
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         return [None] * self.num_envs

@@ -175,9 +175,11 @@ def _bytes(n: float) -> str:
 
 
 def _ranges(cpus: list[int]) -> str:
-    spans, start, prev = [], None, None
+    spans: list[str] = []
+    start: int | None = None
+    prev: int | None = None
     for c in cpus:
-        if start is None:
+        if start is None or prev is None:  # set together
             start = prev = c
         elif c == prev + 1:
             prev = c

@@ -44,7 +44,7 @@ def frame(terrain: np.ndarray, heroes: np.ndarray, units: np.ndarray, tick: int,
     rgb = np.zeros((size, size, 3), dtype=np.uint8)
     for code, color in TERRAIN_RGB.items():
         rgb[cells == code] = color
-    image = Image.fromarray(rgb).resize((size * scale, size * scale), Image.NEAREST)
+    image = Image.fromarray(rgb).resize((size * scale, size * scale), Image.NEAREST)  # type: ignore[attr-defined]  # set from Resampling at import: stubs miss it
     draw = ImageDraw.Draw(image)
     text = [[TERRAIN_CHARS.get(int(c), "?") for c in row] for row in cells]
     for kind, team, x, y, hp, hp_max, alive, _target in units:

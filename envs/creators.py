@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar, cast
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,7 +33,7 @@ def vector_env(factory: F) -> F:
     return factory
 
 
-def is_vector_env(creator: Any) -> bool:
+def is_vector_env(creator: Any) -> TypeGuard[Callable[..., Any]]:
     return getattr(creator, "vector_env", False) is True
 
 
@@ -76,4 +76,4 @@ def from_path(name: str) -> Callable[..., Any] | None:
         obj = getattr(obj, part, None)
     if obj is None or not callable(obj):
         return None  # a Gymnasium id that the module registers
-    return obj
+    return cast("Callable[..., Any]", obj)

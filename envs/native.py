@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import gymnasium
 import numpy as np
@@ -12,7 +12,9 @@ from . import _native
 
 KINDS: dict[str, dict[str, Any]] = _native.kinds()
 
-_DTYPES = {"d": np.float64, "f": np.float32, "i": np.int32, "b": np.int8, "B": np.uint8}
+_DTYPES: dict[str, type[np.floating[Any] | np.integer[Any]]] = {
+    "d": np.float64, "f": np.float32, "i": np.int32, "b": np.int8, "B": np.uint8,
+}
 CORE_BUFFERS = (
     "observations", "actions", "rewards", "terminals", "truncations", "masks", "final_observations",
 )
@@ -50,7 +52,7 @@ def buffer_spec(name: str, num_envs: int, **params: Any) -> dict[str, tuple[tupl
     agents = int(num_envs) * layout["agents_per_env"]
     spec = {
         "observations": ((agents, *layout["obs_shape"]), np.dtype(_DTYPES[layout["obs_dtype"]])),
-        "actions": ((agents, *action_space(layout).shape), np.dtype(np.int32)),
+        "actions": ((agents, *cast("tuple[int, ...]", action_space(layout).shape)), np.dtype(np.int32)),
         "rewards": ((agents,), np.dtype(np.float32)),
         "terminals": ((agents,), np.dtype(np.bool_)),
         "truncations": ((agents,), np.dtype(np.bool_)),
@@ -62,7 +64,23 @@ def buffer_spec(name: str, num_envs: int, **params: Any) -> dict[str, tuple[tupl
     return spec
 
 
-class NativeEnv:
+class CoreBuffers:
+    """The core buffers a vector env exposes as attributes, each a view of ``self.buffers[name]``.
+
+    Only annotations: every env of the contract sets them from its buffers at construction.
+    """
+
+    buffers: dict[str, np.ndarray]
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminals: np.ndarray
+    truncations: np.ndarray
+    masks: np.ndarray
+    final_observations: np.ndarray
+
+
+class NativeEnv(CoreBuffers):
     """N instances of one C env stepping in place into caller-owned numpy buffers.
 
     ``step()`` reads ``actions`` as they are and writes ``observations``,
@@ -118,7 +136,7 @@ class NativeEnv:
         """Means over the episodes finished since the last call (``episodes``: their count)."""
         sums = self._env.take_log()
         count = sums.pop("episodes")
-        out = {"episodes": int(count)}
+        out: dict[str, float] = {"episodes": int(count)}
         if count:
             out.update({key: value / count for key, value in sums.items()})
         return out
@@ -158,19 +176,19 @@ def serve_loop(envs: Sequence[Any]) -> Callable[[int, int, int], bytes | None] |
     return lambda go, done, timeout_ms: _native.serve(engines, go, done, timeout_ms)
 
 
-def action_space(layout: Mapping[str, Any]) -> gymnasium.spaces.Space:
+def action_space(layout: Mapping[str, Any]) -> gymnasium.spaces.Space[Any]:
     """Discrete(num_actions), or MultiDiscrete(action_nvec) when the env declares dimensions."""
     if layout["action_nvec"]:
         return gymnasium.spaces.MultiDiscrete(np.array(layout["action_nvec"], dtype=np.int64))
     return gymnasium.spaces.Discrete(layout["num_actions"])
 
 
-def action_high(space: gymnasium.spaces.Space) -> Any:
+def action_high(space: gymnasium.spaces.Space[Any]) -> Any:
     """Exclusive upper bound of each action component: ``n`` or ``nvec`` (broadcasts over rows)."""
-    return space.nvec if isinstance(space, gymnasium.spaces.MultiDiscrete) else space.n
+    return space.nvec if isinstance(space, gymnasium.spaces.MultiDiscrete) else cast(gymnasium.spaces.Discrete, space).n
 
 
-def observation_space(name: str, layout: Mapping[str, Any]) -> gymnasium.spaces.Space:
+def observation_space(name: str, layout: Mapping[str, Any]) -> gymnasium.spaces.Space[Any]:
     """One Box, or, for envs that pack parts into uint8 rows, the PackedSpace of those parts.
 
     env.h packs parts in declared order at offsets aligned to their dtype, as

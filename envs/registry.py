@@ -83,7 +83,7 @@ def names() -> list[str]:
     return sorted(KINDS) + list(EMULATED)
 
 
-def _with_preset(name: str, preset: str | None, params: dict[str, Any]) -> dict[str, Any]:
+def _with_preset(name: str | Callable[..., Any], preset: str | None, params: dict[str, Any]) -> dict[str, Any]:
     if preset is None:
         return params
     presets = PRESETS.get(name, {}) if isinstance(name, str) else {}

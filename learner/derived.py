@@ -27,7 +27,7 @@ import gymnasium
 import numpy as np
 
 
-def continuous(space: gymnasium.spaces.Space) -> bool:
+def continuous(space: gymnasium.spaces.Space[Any]) -> bool:
     """Whether any leaf of the action space is a Box."""
     layout = getattr(space, "layout", None)
     if layout is not None:

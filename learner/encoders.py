@@ -9,8 +9,9 @@ vector of ``features_dim``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+import gymnasium
 import numpy as np
 import torch
 from torch import nn
@@ -92,6 +93,8 @@ class SmallImageEncoder(nn.Module):
 class EmbeddingEncoder(nn.Module):
     """One embedding table for every index of a Discrete/MultiDiscrete leaf, outputs concatenated."""
 
+    offsets: torch.Tensor  # a registered buffer
+
     def __init__(self, sizes: np.ndarray, starts: np.ndarray, dim: int) -> None:
         super().__init__()
         sizes = np.asarray(sizes, dtype=np.int64).reshape(-1)
@@ -142,11 +145,13 @@ class VectorEncoder(nn.Module):
 def leaf_encoder(leaf: Leaf, hidden: int, embed_dim: int) -> tuple[nn.Module, int]:
     """The encoder for one leaf and its output width."""
     if leaf.kind == "discrete":
-        enc = EmbeddingEncoder(np.array([leaf.space.n]), np.array([leaf.space.start]), embed_dim)
+        discrete = cast(gymnasium.spaces.Discrete, leaf.space)
+        enc = EmbeddingEncoder(np.array([discrete.n]), np.array([discrete.start]), embed_dim)
         return enc, enc.out_dim
     if leaf.kind == "multi_discrete":
-        enc = EmbeddingEncoder(leaf.space.nvec, np.asarray(getattr(leaf.space, "start", 0))
-                               * np.ones_like(leaf.space.nvec), embed_dim)
+        multi = cast(gymnasium.spaces.MultiDiscrete, leaf.space)
+        enc = EmbeddingEncoder(multi.nvec, np.asarray(getattr(multi, "start", 0))
+                               * np.ones_like(multi.nvec), embed_dim)
         return enc, enc.out_dim
     channels_first = image_channels_first(leaf.shape) if leaf.kind == "box" else None
     if channels_first is not None and leaf.dtype == np.uint8:

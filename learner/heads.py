@@ -21,7 +21,8 @@ replays and sends one tensor per step whatever the space:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import gymnasium
 import numpy as np
@@ -44,7 +45,12 @@ def _linear(inputs: int, outputs: int, std: float) -> nn.Linear:
 class LeafHead(nn.Module):
     """The distribution of one simple space (Discrete, MultiDiscrete, MultiBinary or Box)."""
 
-    def __init__(self, space: gymnasium.spaces.Space, features: int) -> None:
+    kind: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    starts: torch.Tensor  # a registered buffer (MultiDiscrete)
+
+    def __init__(self, space: gymnasium.spaces.Space[Any], features: int) -> None:
         super().__init__()
         self.space = space
         if isinstance(space, gymnasium.spaces.Discrete):
@@ -158,7 +164,7 @@ class ActionHead(nn.Module):
     pool's actions buffer takes it.
     """
 
-    def __init__(self, space: gymnasium.spaces.Space, features: int) -> None:
+    def __init__(self, space: gymnasium.spaces.Space[Any], features: int) -> None:
         super().__init__()
         layout = getattr(space, "layout", None)
         if layout is None and isinstance(space, (gymnasium.spaces.Dict, gymnasium.spaces.Tuple)):
@@ -171,7 +177,11 @@ class ActionHead(nn.Module):
             self.dtype = torch.uint8
         else:
             self.heads = nn.ModuleList([LeafHead(space, features)])
-            self.shape, self.dtype = self.heads[0].shape, self.heads[0].dtype
+            only = cast(LeafHead, self.heads[0])
+            self.shape, self.dtype = only.shape, only.dtype
+
+    def _leaf_heads(self) -> Iterable[LeafHead]:
+        return cast("Iterable[LeafHead]", self.heads)  # a ModuleList of LeafHeads
 
     def _pack(self, leaves: list[torch.Tensor]) -> torch.Tensor:
         assert self.unpacker is not None
@@ -189,22 +199,27 @@ class ActionHead(nn.Module):
     def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(actions, log-probs)`` for features ``(..., F)``."""
         if self.unpacker is None:
-            return self.heads[0].sample(x)
-        parts = [head.sample(x) for head in self.heads]
-        return self._pack([a for a, _ in parts]), sum(lp for _, lp in parts)
+            return cast(LeafHead, self.heads[0]).sample(x)
+        parts = [head.sample(x) for head in self._leaf_heads()]
+        return self._pack([a for a, _ in parts]), _total(lp for _, lp in parts)
 
     def evaluate(self, x: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log-probs, entropies)`` of stored ``actions`` under features ``x``."""
         if self.unpacker is None:
-            return self.heads[0].evaluate(x, actions)
-        scores = [head.evaluate(x, a) for head, a in zip(self.heads, self._unpack(actions), strict=True)]
-        return sum(lp for lp, _ in scores), sum(e for _, e in scores)
+            return cast(LeafHead, self.heads[0]).evaluate(x, actions)
+        scores = [head.evaluate(x, a) for head, a in zip(self._leaf_heads(), self._unpack(actions), strict=True)]
+        return _total(lp for lp, _ in scores), _total(e for _, e in scores)
 
     def mode(self, x: torch.Tensor) -> torch.Tensor:
         """The most likely action (the Gaussian's mean), for evaluation."""
         if self.unpacker is None:
-            return self.heads[0].mode(x)
-        return self._pack([head.mode(x) for head in self.heads])
+            return cast(LeafHead, self.heads[0]).mode(x)
+        return self._pack([head.mode(x) for head in self._leaf_heads()])
+
+
+def _total(parts: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``sum(parts)``: a tensor, there being at least one leaf."""
+    return cast(torch.Tensor, sum(parts))
 
 
 def to_env(actions: torch.Tensor) -> np.ndarray:

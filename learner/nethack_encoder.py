@@ -66,12 +66,13 @@ class NetHackEncoder(nn.Module):
 
     def __init__(self, space: Any, hidden: int, crop: int = 9) -> None:
         super().__init__()
-        layout = getattr(space, "layout", None)
-        keys = sorted(leaf.name for leaf in layout.leaves) if isinstance(layout, Layout) else []
-        window = _leaf(layout, "glyphs_crop") if keys else None
-        glyphs = window or (_leaf(layout, "glyphs") if keys else None)
-        stats = _leaf(layout, "blstats") if keys else None
-        if glyphs is None or stats is None or len(glyphs.shape) != 2:
+        found = getattr(space, "layout", None)
+        layout = found if isinstance(found, Layout) else None
+        keys = sorted(leaf.name for leaf in layout.leaves) if layout is not None else []
+        window = _leaf(layout, "glyphs_crop") if layout is not None else None
+        glyphs = window or (_leaf(layout, "glyphs") if layout is not None else None)
+        stats = _leaf(layout, "blstats") if layout is not None else None
+        if layout is None or glyphs is None or stats is None or len(glyphs.shape) != 2:
             raise ValueError(
                 "policy.kind 'nethack' wants NetHack's observation dict with 'glyphs' (or 'glyphs_crop') and "
                 f"'blstats'; this env's observation has {', '.join(keys) or space}"

@@ -22,7 +22,7 @@ Without an LSTM the state is ``None`` throughout.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import gymnasium
 import numpy as np
@@ -36,9 +36,12 @@ from .nethack_encoder import NetHackEncoder
 State = tuple[torch.Tensor, torch.Tensor] | None
 
 
-def _init(layer: nn.Module, std: float = float(np.sqrt(2)), bias: float = 0.0) -> nn.Module:
+_Layer = TypeVar("_Layer", nn.Linear, nn.Conv2d)
+
+
+def _init(layer: _Layer, std: float = float(np.sqrt(2)), bias: float = 0.0) -> _Layer:
     nn.init.orthogonal_(layer.weight, std)
-    nn.init.constant_(layer.bias, bias)
+    nn.init.constant_(cast(torch.Tensor, layer.bias), bias)  # every layer here has its bias
     return layer
 
 
@@ -119,6 +122,8 @@ class CodeEncoder(nn.Module):
     hidden**2 multiply-adds per sample: 17k for snake's 11x11 window at 128,
     where the ``cnn`` encoder costs 2.6M.
     """
+
+    offsets: torch.Tensor  # a registered buffer
 
     def __init__(self, space: gymnasium.spaces.Box, hidden: int) -> None:
         super().__init__()
@@ -216,24 +221,26 @@ class Policy(nn.Module):
         if auto == "structured" and kind not in ("structured", "nethack"):
             raise ValueError(f"policy.kind {kind!r} cannot read {obs_space}; use 'auto' or 'structured'")
         self.kind = kind
+        # Every kind but structured and nethack reads an array space (a Box; mlp also a Discrete's ()):
+        box = cast(gymnasium.spaces.Box, obs_space)
         if kind == "mlp":
-            self.encoder: nn.Module = MLPEncoder(obs_space.shape, hidden)
+            self.encoder: nn.Module = MLPEncoder(box.shape, hidden)
         elif kind == "cnn":
-            self.encoder = GridEncoder(obs_space, hidden)
+            self.encoder = GridEncoder(box, hidden)
         elif kind == "cnn_small":  # a quarter of the channels: ~7x cheaper per sample
-            self.encoder = GridEncoder(obs_space, hidden, widths=(16, 32, 32))
+            self.encoder = GridEncoder(box, hidden, widths=(16, 32, 32))
         elif kind == "embed":
-            self.encoder = CodeEncoder(obs_space, hidden)
+            self.encoder = CodeEncoder(box, hidden)
         elif kind == "nature":
-            first = image_channels_first(obs_space.shape)
+            first = image_channels_first(box.shape)
             if first is None:
                 raise ValueError(f"policy.kind 'nature' wants HxWxC or CxHxW images, got {obs_space.shape}")
-            self.encoder = ImageEncoder(obs_space.shape, first, hidden, scale=1 / 255)
+            self.encoder = ImageEncoder(box.shape, first, hidden, scale=1 / 255)
         elif kind == "image_small":
-            first = image_channels_first(obs_space.shape)
+            first = image_channels_first(box.shape)
             if first is None or obs_space.dtype != np.uint8:
                 raise ValueError(f"policy.kind 'image_small' wants uint8 HxWxC or CxHxW images, got {obs_space}")
-            self.encoder = SmallImageEncoder(obs_space.shape, first, hidden)
+            self.encoder = SmallImageEncoder(box.shape, first, hidden)
         elif kind == "nethack":
             self.encoder = NetHackEncoder(obs_space, hidden)
         else:
@@ -241,7 +248,7 @@ class Policy(nn.Module):
         features = hidden
         # CleanRL's CartPole agent keeps the critic apart: values then never pull on the policy's features.
         self.critic_encoder: nn.Module | None = (
-            MLPEncoder(obs_space.shape, hidden) if kind == "mlp" and not lstm else None
+            MLPEncoder(box.shape, hidden) if kind == "mlp" and not lstm else None
         )
         self.lstm: nn.LSTM | None = None
         if lstm:

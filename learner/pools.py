@@ -123,7 +123,7 @@ def make_pool(config: dict[str, Any], rank: int = 0) -> Any:
         return SerialPool(env.name, num_envs=env.num_envs, seed=seed, **env.params)
     if pool.kind == "actors":
         try:
-            from actors import ActorPool  # type: ignore[attr-defined]
+            from actors import ActorPool
         except ImportError:
             raise ValueError("pool.kind 'actors' needs actors.ActorPool, which this install lacks") from None
         cores = rank_cores(

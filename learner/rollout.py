@@ -48,7 +48,7 @@ class Rollout:
         space = pool.single_observation_space
         obs_dtype = torch.from_numpy(np.zeros(1, dtype=space.dtype)).dtype
         T, N = self.T, self.N
-        z = dict(device=device)
+        z: dict[str, Any] = dict(device=device)
         self.obs = torch.zeros((T, N, *space.shape), dtype=obs_dtype, **z)
         self.actions = torch.zeros((T, N, *policy.head.shape), dtype=policy.head.dtype, **z)
         self.logprobs = torch.zeros((T, N), **z)
@@ -65,7 +65,7 @@ class Rollout:
         self.step = np.zeros(N, dtype=np.int64)
         self.pending = np.zeros(N, dtype=bool)  # an action was sent; its transition is still to come
         self.carried = np.zeros(N, dtype=bool)  # several groups: row already bootstrapped, step 0 carried
-        self.carry: dict[str, torch.Tensor] = {}
+        self.carry: dict[str, Any] = {}  # a tensor per buffer; "state": the LSTM state's tensors
         self.held: tuple[Any, ...] | None = None
         self.pinned = device.type == "cuda"
         self.staging: dict[str, torch.Tensor] = {}

@@ -24,7 +24,7 @@ import math
 import typing
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 
 def knob(default: Any, *, low: float | None = None, high: float | None = None, above: float | None = None) -> Any:
@@ -39,11 +39,12 @@ class Section:
     """What every section shares: its table's name and the check of a table against the fields."""
 
     NAME: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]  # every section is a dataclass
 
     @classmethod
     def from_config(cls: type[S], table: Mapping[str, Any]) -> S:
         """The section a TOML table describes: unknown keys and bad values refused, missing keys defaulted."""
-        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(table) - set(known))
         if unknown:
             raise ValueError(
@@ -253,7 +254,7 @@ def check(key: str, hint: Any, spec: Field[Any], value: Any) -> Any:
 def text_type(hint: Any) -> type:
     """The type a field's command-line text parses as: bool, int, float, str (a choice too) or dict."""
     if hint in (bool, int, float, str):
-        return hint  # type: ignore[no-any-return]
+        return cast(type, hint)
     return str if typing.get_origin(hint) is Literal else dict
 
 
@@ -275,7 +276,7 @@ def lookup(key: str) -> tuple[type[Section], Field[Any], Any]:
     if section not in SECTIONS:
         raise ValueError(f"unknown config section '{section}' (known: {', '.join(SECTIONS)})")
     cls = SECTIONS[section]
-    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    known = {f.name: f for f in fields(cls)}
     if name not in known:
         raise ValueError(f"unknown config key '{key}' (known in this section: {', '.join(known)})")
     return cls, known[name], typing.get_type_hints(cls)[name]
@@ -289,13 +290,19 @@ def defaults() -> dict[str, dict[str, Any]]:
 def default(key: str) -> Any:
     """The default of one dotted key."""
     _, spec, _ = lookup(key)
-    return spec.default_factory() if spec.default is MISSING else spec.default  # type: ignore[misc]
+    return field_default(spec)
+
+
+def field_default(spec: Field[Any]) -> Any:
+    """A field's default, made by its ``default_factory`` where it has one."""
+    factory = spec.default_factory
+    return factory() if spec.default is MISSING and callable(factory) else spec.default
 
 
 def docs(cls: type) -> dict[str, str]:
     """Each field's docstring (the string literal under it), whitespace folded into single spaces."""
     tree = ast.parse(inspect.getsource(cls))
-    body = tree.body[0].body  # type: ignore[attr-defined]
+    body = cast(ast.ClassDef, tree.body[0]).body
     out = {}
     for node, after in zip(body, body[1:], strict=False):
         if (
@@ -335,10 +342,10 @@ def reference() -> str:
     lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
     for name, cls in SECTIONS.items():
         hints, text = typing.get_type_hints(cls), docs(cls)
-        for spec in fields(cls):  # type: ignore[arg-type]
+        for spec in fields(cls):
             kind = _kind(hints[spec.name], spec)
             key = f"{name}.{spec.name}" + (".*" if kind == "table" else "")
-            value = spec.default_factory() if spec.default is MISSING else spec.default  # type: ignore[misc]
+            value = field_default(spec)
             lines.append(f"| `{key}` | {kind} | `{_toml(value)}` | {text[spec.name]} |")
     lines.append(f"| `{CPU_TABLE}.*` | table | `{{}}` | {CPU_TABLE_DOC} |")
     return "\n".join(lines) + "\n"

@@ -143,7 +143,7 @@ class ReturnWindow:
 
 def train(
     config: Config,
-    run_dir: Path,
+    run_dir: str | Path,
     resume: bool = False,
     stop_after: int | None = None,
     live: bool | None = None,

@@ -109,7 +109,7 @@ class Unpacker:
         return leaves
 
     def _strided_views(self, rows: torch.Tensor) -> list[torch.Tensor] | None:
-        typed: dict[torch.dtype, tuple[torch.Tensor, int, int]] = {}
+        typed: dict[torch.dtype, tuple[torch.Tensor, int, int | torch.SymInt]] = {}
         leaves = []
         for offset, size, strides, dtype, itemsize in self._strided:
             entry = typed.get(dtype)

@@ -73,8 +73,9 @@ def _root_reason(exc: BaseException) -> str:
     """The innermost OS-level reason (e.g. "Connection refused") instead of the HTTP stack's layers."""
     reason = str(exc).split("\n")[0] or type(exc).__name__
     seen = 0
-    while exc is not None and seen < 20:
-        if isinstance(exc, OSError) and exc.strerror:
-            return exc.strerror
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    layer: BaseException | None = exc
+    while layer is not None and seen < 20:
+        if isinstance(layer, OSError) and layer.strerror:
+            return layer.strerror
+        layer, seen = layer.__cause__ or layer.__context__, seen + 1
     return reason

@@ -351,10 +351,10 @@ class MetricsExporter:
         elif self._arena_exported:
             self._arena.remove(*labels.values())
             self._arena_exported = False
-        for reading in gpus:
-            gpu_labels = {**labels, "gpu": reading.gpu, "UUID": reading.uuid}
+        for gpu in gpus:
+            gpu_labels = {**labels, "gpu": gpu.gpu, "UUID": gpu.uuid}
             for key, gauge in self._gpu_gauges.items():
-                value = getattr(reading, key)
+                value = getattr(gpu, key)
                 if value is not None:
                     gauge.labels(**gpu_labels).set(value)
 

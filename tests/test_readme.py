@@ -157,15 +157,17 @@ def test_install_lines_name_what_pyproject_has() -> None:
 
 
 def test_the_test_command_steps() -> None:
-    """apt-get's prometheus and ruff are checked for real; pytest is this run (`.ci/run` runs the line)."""
+    """apt-get's prometheus, ruff and mypy are checked for real; pytest is this run (`.ci/run` runs the line)."""
     steps = TEST_COMMAND.split(" && ")
     assert steps[0] == "apt-get update" and steps[1] == "apt-get install -y prometheus"
-    assert steps[-2:] == ["ruff check .", "pytest"]
+    assert steps[-3:] == ["ruff check .", "mypy", "pytest"]
     if shutil.which("prometheus") is None:
         pytest.skip("Debian's prometheus is not installed here (CI installs it)")
     ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert ruff.returncode == 0, ruff.stdout
+    mypy = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert mypy.returncode == 0, mypy.stdout
 
 
 def test_envs_lists_every_env(shell) -> None:

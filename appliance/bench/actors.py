@@ -24,6 +24,7 @@ that is the steadier measure of the pool's overhead.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import statistics
@@ -139,6 +140,11 @@ class _RawCores:
                 proc.join(1.0)
 
 
+def _pool_loop(env: str, layout: dict[str, Any]) -> Callable[[], _PoolLoop]:
+    """Opens the pool loop of one layout when called."""
+    return lambda: _PoolLoop(env, {k: layout[k] for k in autotune.LAYOUT_KEYS}, order=layout["order"])
+
+
 class _PoolLoop:
     """The pool with a no-op policy; its CPU counts the caller and every actor process."""
 
@@ -229,8 +235,7 @@ def run(env: str, seconds: float, runs: int, json_path: str | None, console: Con
     layouts.append((f"pool, {cores} actors, order ready", _ready_layout(num_envs, cores, ready_batch)))
     layouts.append((f"pool, {crowded} actors, order ready", _ready_layout(num_envs, crowded, ready_batch)))
     entries += [
-        (name, lay, lambda lay=lay: _PoolLoop(env, {k: lay[k] for k in autotune.LAYOUT_KEYS}, order=lay["order"]))
-        for name, lay in layouts
+        (name, lay, _pool_loop(env, lay)) for name, lay in layouts
     ]
     records = []
     with progress(console) as bar:
@@ -320,7 +325,7 @@ def tune(env: str, seconds: float, runs: int, json_path: str | None, console: Co
             name = f"{layout['num_actors']} actors x {layout['num_envs'] // layout['num_actors']} envs, " \
                    f"batch {layout['batch_size']}"
             task = bar.add_task(name, total=runs)
-            rates = autotune.pool_rates(env, layout, seconds, runs, lambda t=task: bar.advance(t), order=order)
+            rates = autotune.pool_rates(env, layout, seconds, runs, functools.partial(bar.advance, task), order=order)
             records.append(record("actors-autotune", name, rates, env=env, cores=cores, order=order, **layout))
     best = max(records, key=lambda r: r["steps_per_second"])
     rows = [[r["name"], human(r["steps_per_second"]), "best" if r is best else ""] for r in records]

@@ -162,7 +162,7 @@ def run(runs: int, json_path: str | None, console: Console) -> list[dict[str, An
             for name, kind, _, _, setting in SB3_ENTRIES if kind in PEERS}
     for name, kind, env, layout, setting in SB3_ENTRIES:
         split = {part: statistics.median(sp[part] for sp in splits[name]) for part in splits[name][0]}
-        rec = {"bench": "api", "name": name, "env": env, "layout": layout, "setting": setting,
+        rec: dict[str, Any] = {"bench": "api", "name": name, "env": env, "layout": layout, "setting": setting,
                "sb3": {k: v for k, v in _settings()[setting].items() if k != "n_timesteps"},
                "timesteps": steps[name], "steps_per_second": statistics.median(rates[name]), "runs": rates[name],
                "split": split}

@@ -236,7 +236,7 @@ def run(seconds: float, runs: int, json_path: str | None, console: Console, num_
          lambda t: _ale_rates(atari_envs // cores, 1, seconds, runs, t)),
     ]
     pong = {"num_envs": atari_envs, "num_actors": cores}
-    pong_names = {
+    pong_names: dict[str, tuple[str, dict[str, Any]]] = {
         "pong_pool": ("pool atari/pong (frames/s)", {**pong, "order": "turn"}),
         "pong_pool_ready": ("pool atari/pong, order ready (frames/s)", {**pong, "order": "ready"}),
         "pong_ale": ("ALE AtariVectorEnv pong (frames/s)", pong),

@@ -146,17 +146,18 @@ def run(env: str, seconds: float, runs: int, delays: list[float], json_path: str
     records, rows = [], []
     layout = {"env": env, "num_envs": num_envs, "groups": groups, "hosts": HOSTS, "batches_per_host": batches,
               "cores": len(cores), "latency": "relay" if not netem else "relay (netem available)"}
-    for name, delay, _ in entries:
-        for driver in ("policy", "no-op"):
-            runs_ = rates[(name, driver)]
-            base = statistics.median(rates[("local pool", driver)])
+    for name, entry_delay, _ in entries:
+        for mode in ("policy", "no-op"):
+            runs_ = rates[(name, mode)]
+            base = statistics.median(rates[("local pool", mode)])
             ratio = statistics.median(runs_) / base
-            extra: dict[str, Any] = {"driver": driver, "delay_ms_each_way": delay, **layout}
-            if delay is not None:
+            extra: dict[str, Any] = {"driver": mode, "delay_ms_each_way": entry_delay, **layout}
+            if entry_delay is not None:
                 extra["ratio_to_local"] = ratio
-                extra["rtt_seconds"] = {h: r for h, r in rtts.items() if h.endswith(f"-{delay:g}ms")}
-            records.append(record("remote", f"{name}, {driver}", runs_, **extra))
-            rows.append([f"{name}, {driver}", human(statistics.median(runs_)), "" if delay is None else f"{ratio:.2f}"])
+                extra["rtt_seconds"] = {h: r for h, r in rtts.items() if h.endswith(f"-{entry_delay:g}ms")}
+            records.append(record("remote", f"{name}, {mode}", runs_, **extra))
+            rows.append([f"{name}, {mode}", human(statistics.median(runs_)),
+                         "" if entry_delay is None else f"{ratio:.2f}"])
     console.print(table(f"{env}: remote pool ({HOSTS} hosts x {batches} batches in flight) vs local pool, "
                         f"{num_envs} envs, {groups} groups, {time.strftime('%Y-%m-%d')}",
                         ["entry", "agent-steps/s", "remote / local"], rows))

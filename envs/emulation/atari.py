@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..native import CoreBuffers
 from .vector import BufferSpec, EpisodeLog, take_buffers
 
 PREFIX = "atari/"
@@ -43,7 +44,7 @@ def buffer_spec(name: str, num_envs: int, **params: Any) -> BufferSpec:
     """Buffers for ``num_envs`` games; shapes follow the preprocessing parameters."""
     game_of(name)
     stack = int(params.get("stack_num", 4))
-    shape = (stack, int(params.get("img_height", 84)), int(params.get("img_width", 84)))
+    shape: tuple[int, ...] = (stack, int(params.get("img_height", 84)), int(params.get("img_width", 84)))
     if not params.get("grayscale", True):
         shape += (3,)
     spec: BufferSpec = {
@@ -58,7 +59,7 @@ def buffer_spec(name: str, num_envs: int, **params: Any) -> BufferSpec:
     return spec
 
 
-class AtariVecEnv:
+class AtariVecEnv(CoreBuffers):
     """``num_envs`` Atari games of ALE's vector env stepping into our buffers.
 
     One row per game; ``step()`` is one agent step of ``frames_per_step``

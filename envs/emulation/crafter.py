@@ -41,14 +41,16 @@ class CrafterEnv(gymnasium.Env):
         self.achievements = tuple(crafter.constants.achievements)
         self._keys = tuple(f"achievement_{name}" for name in self.achievements)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         if seed is not None:
             # Crafter derives each world from (seed, episode number).
             self._env._seed, self._env._episode = int(seed), 0
         return self._env.reset(), {}
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         obs, reward, done, info = self._env.step(int(action))
         terminated = done and info["discount"] == 0
         truncated = done and not terminated

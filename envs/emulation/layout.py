@@ -16,7 +16,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from gymnasium import spaces
@@ -156,9 +156,9 @@ def _filter(
     if isinstance(space, spaces.Dict):
         kept = {}
         for key, sub in space.spaces.items():
-            sub = _filter(sub, (*path, key), drop, drop_unsupported, dropped, what)
-            if sub is not None:
-                kept[key] = sub
+            sub_kept = _filter(sub, (*path, key), drop, drop_unsupported, dropped, what)
+            if sub_kept is not None:
+                kept[key] = sub_kept
         return spaces.Dict(kept) if kept else None
     if isinstance(space, spaces.Tuple):
         subs = [_filter(s, (*path, i), drop, drop_unsupported, dropped, what) for i, s in enumerate(space)]
@@ -168,7 +168,7 @@ def _filter(
             raise ValueError(
                 f"{what} space: cannot drop '{path_name((*path, first))}' from a Tuple; drop the whole Tuple"
             )
-        return spaces.Tuple(subs)
+        return spaces.Tuple(cast("list[spaces.Space]", subs))  # none is None (checked above)
     if isinstance(space, (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
         return space
     if drop_unsupported:
@@ -212,8 +212,8 @@ def _leaf(path: Path, offset: int, space: spaces.Space, what: str) -> Leaf:
             raise ValueError(f"{what} space: Discrete at '{path_name(path)}' does not fit int32")
     elif isinstance(space, spaces.MultiDiscrete):
         kind, shape = "multi_discrete", tuple(space.nvec.shape)
-    else:
-        kind, shape = "multi_binary", tuple(np.atleast_1d(space.n))
+    else:  # _filter keeps only these four kinds
+        kind, shape = "multi_binary", tuple(np.atleast_1d(cast(spaces.MultiBinary, space).n))
     return Leaf(path, offset, _storage_dtype(space, what), tuple(int(s) for s in shape), kind, space)
 
 
@@ -317,7 +317,8 @@ class Packer:
         self.cols = columns(layout, buffer)
         self._casts = [_env_dtype(leaf) for leaf in layout.leaves]
         self._bounds = [
-            (leaf.space.low, leaf.space.high) if clip and leaf.kind == "box" else None
+            (cast(spaces.Box, leaf.space).low, cast(spaces.Box, leaf.space).high)
+            if clip and leaf.kind == "box" else None
             for leaf in layout.leaves
         ]
         # Per-step work is one numpy assignment (write) or conversion (read) per leaf:

@@ -64,7 +64,8 @@ class SeededNLE(gymnasium.Wrapper):
         core, disp = (int(s) for s in self._seeds.integers(0, 2**63, size=2))
         if not self._fixed:
             try:
-                self.env.unwrapped.seed(core=core, disp=disp, reseed=False)
+                nle_env: Any = self.env.unwrapped  # nle's NLE (untyped): seed(core, disp, reseed)
+                nle_env.seed(core=core, disp=disp, reseed=False)
             except RuntimeError:  # NetHackChallenge refuses seeds by design: its games stay unseeded
                 self._fixed = True
         return self.env.reset(seed=seed, options=options)

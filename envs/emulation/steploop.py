@@ -13,6 +13,7 @@ both against a plain loop of ``env.step``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -22,8 +23,8 @@ from .layout import Packer
 Ended = list[tuple[int, bool, Any]]
 
 
-def step_python(envs: list, actions: list, obs: Packer, final: Packer, rewards: np.ndarray, returns: np.ndarray,
-                lengths: np.ndarray, terminals: np.ndarray, truncations: np.ndarray,
+def step_python(envs: list[Any], actions: list[Any], obs: Packer, final: Packer, rewards: np.ndarray,
+                returns: np.ndarray, lengths: np.ndarray, terminals: np.ndarray, truncations: np.ndarray,
                 totals: np.ndarray) -> list[Any] | None:
     """Steps ``envs[i]`` with ``actions[i]``; returns the infos of the episodes that ended, or None.
 
@@ -71,6 +72,7 @@ def _python_rows(packer: Packer) -> Packer:
     return packer
 
 
+_steploop: ModuleType | None
 try:
     from . import _steploop
 except ImportError:  # not built (no Cython at install time): the Python loop does the same

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from ..native import _take_buffers
+from ..native import CoreBuffers, _take_buffers
 from .layout import Layout, Packer
 
 BufferSpec = dict[str, tuple[tuple[int, ...], np.dtype]]
@@ -65,11 +66,19 @@ class EpisodeLog:
         return out
 
 
-class PythonEnvVector:
+class PythonEnvVector(CoreBuffers):
     """What the Python-env adapters share: ``self.envs`` stepped in turn, an ``EpisodeLog``."""
 
-    envs: list
+    envs: list[Any]
     _log: EpisodeLog
+    # Set by the subclass before ``_bind``:
+    obs_layout: Layout
+    act_layout: Layout
+    num_envs: int
+    num_agents: int
+
+    def reset(self, seed: int = 0) -> np.ndarray:
+        raise NotImplementedError
 
     def _bind(self, name: str, buffers: Mapping[str, np.ndarray] | None, seed: int) -> None:
         """Buffers (given or fresh), packers over them, episode counters; then the first reset.

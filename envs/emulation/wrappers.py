@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from ..native import CoreBuffers
 from .vector import BufferSpec, take_buffers
 
 
-class _Wrapper:
+class _Wrapper(CoreBuffers):
     OWNS: tuple[str, ...] = ()
 
     def __init__(self, env: Any) -> None:
@@ -42,7 +43,8 @@ class _Wrapper:
             setattr(self, key, array)
 
     def episode_stats(self) -> dict[str, float]:
-        return self.env.episode_stats()
+        stats: dict[str, float] = self.env.episode_stats()
+        return stats
 
     def close(self) -> None:
         self.env.close()

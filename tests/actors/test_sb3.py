@@ -67,3 +67,17 @@ def test_truncated_episodes_carry_their_last_observation() -> None:
             prev = obs
     finally:
         venv.close()
+
+
+def test_sb3_attribute_queries_take_any_iterable_of_indices() -> None:
+    """SB3's VecEnvIndices is None, an int or any iterable of ints: a generator too (mypy found len() of one)."""
+    import gymnasium
+
+    venv = make_vec_env("cartpole", 3, num_actors=0, seed=0)
+    try:
+        assert venv.get_attr("render_mode") == [None] * 3
+        assert venv.get_attr("render_mode", 1) == [None]
+        assert venv.get_attr("render_mode", (i for i in (0, 2))) == [None, None]
+        assert venv.env_is_wrapped(gymnasium.Wrapper, iter([0, 1])) == [False, False]
+    finally:
+        venv.close()
