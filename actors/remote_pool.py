@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import numpy as np
@@ -30,6 +29,9 @@ import zmq
 from . import remote_wire as wire
 from .actions import ActionCheck
 from .pool import actor_seed
+from .remote_batch import BatchCodec, Groups, Malformed
+from .remote_hosts import Host, HostStats, HostTable
+from .remote_listener import Listener
 from .remote_wire import RemoteError, log
 from .worker import make_env
 
@@ -51,35 +53,6 @@ def _gone(exc: zmq.ZMQError) -> str:
     if exc.errno == zmq.EHOSTUNREACH:
         return "lost its connection (ZMTP heartbeats stopped, or it closed)"
     return f"cannot be sent to ({exc})"
-
-
-class _Malformed(Exception):
-    """A message from a host that breaks the protocol; the host is dropped."""
-
-
-@dataclass
-class _Host:
-    ident: bytes
-    name: str
-    key: str
-    address: str
-    slot: int
-    joined: bool = False
-    welcomed_at: float = 0.0
-    last_seen: float = 0.0
-    seq: list[int] = field(default_factory=list)
-
-
-@dataclass
-class HostStats:
-    """Totals per host label, for the metrics (steps and bytes are running counts)."""
-
-    steps: int = 0
-    bytes_received: int = 0
-    bytes_sent: int = 0
-    rtt_seconds: float | None = None
-    connected: bool = False
-    lost: int = 0
 
 
 class RemotePool:
@@ -112,7 +85,7 @@ class RemotePool:
         if keys is None and not insecure:
             raise ValueError("remote actors need keys (remote.keys, from `appliance keys new DIR`) or --insecure")
         self.env, self.params, self.num_envs, self.hosts, self.batches = env, params, num_envs, hosts, batches
-        self.timeout, self.join_timeout, self._seed = float(timeout), float(join_timeout), seed
+        self.timeout, self.join_timeout = float(timeout), float(join_timeout)
         probe = make_env(env, 1, seed, None, params)
         try:
             self._row = {name: (a.shape[1:], a.dtype) for name, a in probe.buffers.items()}
@@ -126,56 +99,20 @@ class RemotePool:
         self.batch_rows = self.envs_per_batch * self.agents_per_env
         self.num_agents = num_envs * self.agents_per_env
         rows = self.batch_rows
-        self._sizes = [rows * int(np.prod(self._row[n][0], dtype=np.int64)) * self._row[n][1].itemsize
-                       for n in wire.BATCH_FIELDS]
-        self._obs_row = self._sizes[0] // rows
+        self._codec = BatchCodec(self._row, rows, batches)
         self._check = ActionCheck(self.single_action_space, (rows, *self._row["actions"][0]))
         self._action_dtype = self._row["actions"][1]
-        self._ids = [np.arange(g * rows, (g + 1) * rows) for g in range(self.num_groups)]
-        obs_shape, obs_dtype = (rows, *self._row["observations"][0]), self._row["observations"][1]
-        self._finals = [np.zeros(obs_shape, obs_dtype) for _ in range(self.num_groups)]
-        self._last_obs: list[np.ndarray] = [np.zeros(obs_shape, obs_dtype) for _ in range(self.num_groups)]
-        flag = self._row["terminals"][1]
-        self._void = (np.zeros(rows, self._row["rewards"][1]), np.zeros(rows, flag),
-                      np.zeros(rows, self._row["truncations"][1]), np.ones(rows, self._row["truncations"][1]),
-                      np.zeros(rows, self._row["masks"][1]))
-        self._ready: list[tuple[np.ndarray, ...] | None] = [None] * self.num_groups
-        self._flight = [False] * self.num_groups
-        self._void_g = [True] * self.num_groups  # no host behind the group: served as void batches
-        self._lost_next = [False] * self.num_groups  # its next batch tells the rollout a transition was lost
-        self._fresh = [False] * self.num_groups  # its next real batch starts new episodes (a host rejoined)
-        self._slots: list[_Host | None] = [None] * hosts
-        self._by_ident: dict[bytes, _Host] = {}
-        self._told: set[bytes] = set()  # unknown peers already told to say hello
-        self._stats: dict[str, HostStats] = {}
-        self._episodes = 0
-        self._sums: dict[str, float] = {}
+        self._groups = Groups(self._codec, self.num_groups)
+        self._hosts = HostTable(hosts, batches)
         self.lost = False
-        self.discarded = 0  # batches received but never served (an earlier epoch's, or a dropped host's)
-        self.hosts_lost = 0
-        self._epoch, self._generation = 0, 0
         self._held: int | None = None  # the group recv() handed out, until its send()
-        self._next, self._last, self._reset_done = 0, 0, False
+        self._next, self._last = 0, 0
         self._held_void = False
-        self._ping_at = 0.0
         self._closed = False
-        self._context = zmq.Context(1)
-        self._router = self._context.socket(zmq.ROUTER)
-        self._auth = None
-        try:
-            wire.tune(self._router)
-            self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-            # Larger frames are refused by ZeroMQ itself (the connection is closed) before they cost memory.
-            self._router.setsockopt(zmq.MAXMSGSIZE, 2 * max(self._sizes) + (1 << 16))
-            self._auth = wire.secure_server(self._context, self._router, None if insecure else keys)
-            self._router.bind(bind)
-        except zmq.ZMQError as exc:
-            self.close()
-            raise ValueError(f"cannot listen for remote actors on {bind}: {exc}") from None
-        except BaseException:
-            self.close()
-            raise
-        self.endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
+        # Larger frames are refused by ZeroMQ itself (the connection is closed) before they cost memory.
+        self._listener = Listener(bind, None if insecure else keys, 2 * max(self._codec.sizes) + (1 << 16))
+        self.endpoint = self._listener.endpoint
+        self._net = Switchboard(self, self._listener, self._hosts, self._groups, self._codec, seed)
 
     # ---- the pool interface ------------------------------------------------
 
@@ -183,31 +120,27 @@ class RemotePool:
         """Resets every host's envs; the first time, waits (up to ``join_timeout``) until every slot
         has a host. Later resets (a resumed run's checkpoint boundaries) go on with the hosts there are."""
         self._check_open()
-        seed = self._seed if seed is None else seed
-        self._seed = seed
+        seed = self._net.seed if seed is None else seed
+        self._net.seed = seed
         deadline = time.monotonic() + self.join_timeout
-        while not self._reset_done and self.connected < self.hosts:
+        while not self._net.started and self.connected < self.hosts:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                joined = sum(h is not None and h.joined for h in self._slots)
+                joined = sum(h is not None and h.joined for h in self._hosts.slots)
                 raise RemoteError(f"only {joined} of {self.hosts} remote hosts joined {self.endpoint} within "
                                   f"{self.join_timeout:g} s (start them with `appliance actors serve --connect ...`)")
-            self._service(min(remaining, 0.25))
-        self._epoch += 1
-        for host in self._slots:
-            if host is not None and host.joined:
-                self._reset_host(host, fresh=False)
-        self._next, self._held, self._reset_done = 0, None, True
-        self._episodes, self._sums = 0, {}
+            self._net.service(min(remaining, 0.25))
+        self._net.reset_all(seed)
+        self._next, self._held = 0, None
 
     def recv(self) -> tuple[np.ndarray, ...]:
         """The next group in turn: views into its received frames (valid until ``send``), or a void
         batch if its host is lost."""
         self._check_open()
-        if not self._reset_done or self._held is not None:
+        if not self._net.started or self._held is not None:
             raise RuntimeError("recv() needs async_reset() first, then one send() per recv()")
         g = self._next
-        self._service(0)
+        self._net.service(0)
         alone_since: float | None = None
         while True:
             if not self.connected:  # void batches alone would train on nothing: wait for a host
@@ -216,22 +149,13 @@ class RemotePool:
                 if now - alone_since > self.join_timeout:
                     raise RemoteError(f"every remote host is lost and none joined {self.endpoint} again "
                                       f"within {self.join_timeout:g} s")
-            elif self._void_g[g] or self._ready[g] is not None:
+            elif self._groups.servable(g):
                 break
-            self._service(0.1)
+            self._net.service(0.1)
         self._held = self._last = g
-        self._held_void = self._void_g[g]
-        if self._void_g[g]:
-            self.lost, self._lost_next[g] = self._lost_next[g], False
-            rewards, terminals, trunc0, trunc1, masks = self._void
-            return self._last_obs[g], rewards, terminals, trunc1 if self.lost else trunc0, masks, self._ids[g]
-        self.lost = self._lost_next[g]
-        self._lost_next[g] = False
-        ready = self._ready[g]
-        assert ready is not None  # the loop above ends on a void batch (returned) or a ready one
-        obs, rewards, terminals, truncations, masks = ready
-        self._last_obs[g] = obs
-        return obs, rewards, terminals, truncations, masks, self._ids[g]
+        self._held_void = self._groups.void[g]
+        batch, self.lost = self._groups.serve(g)
+        return batch
 
     def send(self, actions: np.ndarray) -> None:
         """Sends the actions of the group last received to its host (dropped for a void group)."""
@@ -242,23 +166,19 @@ class RemotePool:
         self._held = None
         self._next = (g + 1) % self.num_groups
         checked = self._check(actions)
-        if self._held_void or self._void_g[g]:  # void, or its host was dropped since recv
+        if self._held_void or self._groups.void[g]:  # void, or its host was dropped since recv
             return
-        self._ready[g] = None
-        host = self._slots[g // self.batches]
+        host = self._hosts.slots[g // self.batches]
         assert host is not None  # a group that is not void has its host
         j = g % self.batches
         out = np.ascontiguousarray(checked, dtype=self._action_dtype)
         try:
-            self._router.send_multipart(
-                [host.ident, b"A" + wire.ACTIONS.pack(j, host.seq[j]), out],  # type: ignore[list-item]  # ndarray is a buffer
-                copy=False,
-            )
+            self._listener.send([host.ident, b"A" + wire.ACTIONS.pack(j, host.seq[j]), out])
         except zmq.ZMQError as exc:
-            self._drop(host, _gone(exc))
+            self._net.drop(host, _gone(exc))
             return
-        self._flight[g] = True
-        self._stat(host).bytes_sent += out.nbytes
+        self._groups.asked(g)
+        self._hosts.stat(host).bytes_sent += out.nbytes
 
     @property
     def actions(self) -> np.ndarray:
@@ -271,44 +191,47 @@ class RemotePool:
     def final_observations(self) -> np.ndarray:
         """The last received group's final observations (meaningful where ``truncations`` is set)."""
         g = self._last
-        return self._last_obs[g] if self._void_g[g] else self._finals[g]
+        groups = self._groups
+        return groups.last_obs[g] if groups.void[g] else groups.finals[g]
 
     def episode_stats(self) -> dict[str, float]:
         """Means over the episodes the hosts reported since the last call."""
-        out: dict[str, float] = {"episodes": self._episodes}
-        if self._episodes:
-            out.update({key: total / self._episodes for key, total in self._sums.items()})
-        self._episodes, self._sums = 0, {}
+        out: dict[str, float] = {"episodes": self._net.episodes}
+        if self._net.episodes:
+            out.update({key: total / self._net.episodes for key, total in self._net.sums.items()})
+        self._net.episodes, self._net.sums = 0, {}
         return out
 
     def host_stats(self) -> dict[str, HostStats]:
         """Per host label: steps, bytes each way, the last round-trip time, connected or not."""
-        return self._stats
+        return self._hosts.stats
 
     def groups(self, host: str) -> list[int]:
         """The groups (``env_ids // batch_rows``) of the host holding a slot under that label, if any."""
-        slot = next((h.slot for h in self._slots if h is not None and h.name == host), None)
-        return [] if slot is None else list(range(slot * self.batches, (slot + 1) * self.batches))
+        slot = next((h.slot for h in self._hosts.slots if h is not None and h.name == host), None)
+        return [] if slot is None else list(self._hosts.groups(slot))
+
+    @property
+    def discarded(self) -> int:
+        """Batches received but never served (an earlier epoch's, or a dropped host's)."""
+        return self._net.discarded
+
+    @property
+    def hosts_lost(self) -> int:
+        """Hosts dropped so far."""
+        return self._net.hosts_lost
 
     @property
     def connected(self) -> int:
         """Hosts currently holding a slot and serving batches."""
-        return sum(h is not None and h.joined for h in self._slots)
+        return self._hosts.connected
 
     def close(self) -> None:
         """Tells every host to stop (it then reconnects with backoff), closes the socket and ZAP."""
         if self._closed:
             return
         self._closed = True
-        for host in list(self._by_ident.values()):
-            try:
-                self._router.send_multipart([host.ident, b"Qthe learner closed"], zmq.NOBLOCK)
-            except zmq.ZMQError:
-                pass
-        self._router.close(linger=0)
-        if self._auth is not None:
-            self._auth.stop()
-        self._context.term()
+        self._listener.close(list(self._hosts.by_ident))
 
     def __enter__(self) -> RemotePool:
         return self
@@ -326,74 +249,92 @@ class RemotePool:
         if self._closed:
             raise RuntimeError("the pool is closed")
 
-    def _stat(self, host: _Host) -> HostStats:
-        stats = self._stats.get(host.name)
-        if stats is None:
-            stats = self._stats[host.name] = HostStats()
-        return stats
 
-    def _service(self, wait: float) -> None:
+class Switchboard:
+    """The network side of a :class:`RemotePool`: what the hosts send is handled here (hellos, batches,
+    episode reports, pings), and hosts that go silent or break the protocol are dropped."""
+
+    def __init__(self, pool: RemotePool, listener: Listener, hosts: HostTable, groups: Groups,
+                 codec: BatchCodec, seed: int) -> None:
+        self.env, self.params, self.hosts, self.batches = pool.env, pool.params, pool.hosts, pool.batches
+        self.envs_per_batch, self.batch_rows, self.timeout = pool.envs_per_batch, pool.batch_rows, pool.timeout
+        self._listener, self._hosts, self._groups, self._codec = listener, hosts, groups, codec
+        self.seed, self.epoch, self.generation = seed, 0, 0
+        self.started = False  # the first reset is done: a host that joins now is reset at once
+        self.episodes = 0  # reported by the hosts since the pool's last episode_stats()
+        self.sums: dict[str, float] = {}
+        self.discarded = 0  # batches received but never served (an earlier epoch's, or a dropped host's)
+        self.hosts_lost = 0
+        self._ping_at = 0.0
+
+    def reset_all(self, seed: int) -> None:
+        """A new epoch: every joined host's envs reset with ``seed``; the episode tally starts over."""
+        self.seed = seed
+        self.epoch += 1
+        for host in self._hosts.slots:
+            if host is not None and host.joined:
+                self.reset_host(host, fresh=False)
+        self.started = True
+        self.episodes, self.sums = 0, {}
+
+    def service(self, wait: float) -> None:
         """Handles what arrived (waiting up to ``wait`` s for the first), pings, drops silent hosts."""
-        router = self._router
-        if wait > 0 and not cast(int, router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            router.poll(int(wait * 1000))  # as Poller.poll takes it: whole milliseconds
-        while cast(int, router.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            frames = router.recv_multipart(copy=False)
-            self._handle(frames)
+        for frames in self._listener.incoming(wait):
+            self.handle(frames)
         now = time.monotonic()
-        for host in list(self._by_ident.values()):
+        for host in list(self._hosts.by_ident.values()):
             limit = self.timeout if host.joined else BUILD_S
             if now - host.last_seen > limit:
-                self._drop(host, f"sent nothing for {limit:g} s")
+                self.drop(host, f"sent nothing for {limit:g} s")
         if now >= self._ping_at:
             self._ping_at = now + PING_S
-            for host in list(self._by_ident.values()):
+            for host in list(self._hosts.by_ident.values()):
                 try:
-                    router.send_multipart([host.ident, b"P" + wire.PING.pack(now)], zmq.NOBLOCK)
+                    self._listener.send([host.ident, b"P" + wire.PING.pack(now)], wait=False)
                 except zmq.ZMQError as exc:
-                    self._drop(host, _gone(exc))
+                    self.drop(host, _gone(exc))
 
-    def _handle(self, frames: list[zmq.Frame]) -> None:
+    def handle(self, frames: list[zmq.Frame]) -> None:
         ident = frames[0].bytes
-        host = self._by_ident.get(ident)
+        host = self._hosts.by_ident.get(ident)
         head = frames[1].bytes if len(frames) > 1 and len(frames[1]) <= 4096 else b"?"
         op = head[:1]
         if host is None:
             if op == b"H" and len(frames) == 2:
-                self._hello(ident, frames[1], head)
-            elif ident not in self._told and len(self._told) < 4096:
-                self._told.add(ident)
-                self._reply(ident, b"Qunknown session: say hello first")
+                self.hello(ident, frames[1], head)
+            elif ident not in self._hosts.told and len(self._hosts.told) < 4096:
+                self._hosts.told.add(ident)
+                self._listener.reply(ident, b"Qunknown session: say hello first")
             return
         host.last_seen = time.monotonic()
         try:
             if op == b"B":
-                self._batch(host, frames)
+                self.batch(host, frames)
             elif op == b"S" and len(frames) == 2:
                 report = json.loads(head[1:])
                 count = int(report["episodes"])
                 sums = {str(k): float(v) for k, v in dict(report["sums"]).items()}
                 if count < 0:
                     raise ValueError("negative episode count")
-                self._episodes += count
+                self.episodes += count
                 for key, total in sums.items():
-                    self._sums[key] = self._sums.get(key, 0.0) + total
+                    self.sums[key] = self.sums.get(key, 0.0) + total
             elif op == b"p" and len(frames) == 2 and len(head) == 1 + wire.PING.size:
-                self._stat(host).rtt_seconds = time.monotonic() - wire.PING.unpack_from(head, 1)[0]
+                self._hosts.stat(host).rtt_seconds = time.monotonic() - wire.PING.unpack_from(head, 1)[0]
             elif op == b"J" and len(frames) == 2 and not host.joined:
                 host.joined = True
-                self._stat(host).connected = True
+                self._hosts.stat(host).connected = True
                 log.info("remote host %s (%s) joined slot %d", host.name, host.address, host.slot)
-                if self._reset_done:
-                    self._reset_host(host, fresh=True)
+                if self.started:
+                    self.reset_host(host, fresh=True)
             elif op == b"E" and len(frames) == 2:
-                self._drop(host, f"reported: {head[1:].decode(errors='replace')[:300]}")
+                self.drop(host, f"reported: {head[1:].decode(errors='replace')[:300]}")
             else:
-                raise _Malformed(f"unexpected message {head[:12]!r} in {len(frames) - 1} frame(s)")
-        except (_Malformed, ValueError, KeyError, TypeError, AttributeError) as exc:
-            self._drop(host, f"malformed message: {exc}")
+                raise Malformed(f"unexpected message {head[:12]!r} in {len(frames) - 1} frame(s)")
+        except (Malformed, ValueError, KeyError, TypeError, AttributeError) as exc:
+            self.drop(host, f"malformed message: {exc}")
 
-    def _hello(self, ident: bytes, frame: zmq.Frame, head: bytes) -> None:
+    def hello(self, ident: bytes, frame: zmq.Frame, head: bytes) -> None:
         key, address = _property(frame, "User-Id"), _property(frame, "Peer-Address") or "?"
         try:
             hello = json.loads(head[1:])
@@ -401,112 +342,60 @@ class RemotePool:
             wanted = hello.get("env")
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("remote peer %s sent a malformed hello (%s): refused", address, exc)
-            self._reply(ident, b"Qmalformed hello")
+            self._listener.reply(ident, b"Qmalformed hello")
             return
         if wanted is not None and wanted != self.env:
             log.warning("remote host %s (%s) serves %s, this learner trains %s: refused", name, address, wanted,
                         self.env)
-            self._reply(ident, f"Qthis learner trains {self.env}".encode())
+            self._listener.reply(ident, f"Qthis learner trains {self.env}".encode())
             return
-        free = next((s for s, h in enumerate(self._slots) if h is None), None)
+        free = self._hosts.free_slot()
         if free is None:
-            self._reply(ident, f"Qall {self.hosts} slots are taken".encode())
+            self._listener.reply(ident, f"Qall {self.hosts} slots are taken".encode())
             return
-        labels = {h.name for h in self._by_ident.values()}
-        label = name if name not in labels else f"{name}#{free}"
-        now = time.monotonic()
-        host = _Host(ident, label, key, address, free, welcomed_at=now, last_seen=now, seq=[0] * self.batches)
-        self._slots[free] = host
-        self._by_ident[ident] = host
-        self._told.discard(ident)
-        self._generation += 1
+        self._hosts.admit(ident, name, key, address, free, time.monotonic())
+        self.generation += 1
         share = {"slot": free, "env": self.env, "params": self.params, "envs": self.envs_per_batch,
-                 "batches": self.batches, "seed": actor_seed(self._seed, free)}
-        self._reply(ident, b"W" + json.dumps(share).encode())
-        self._stat(host)
+                 "batches": self.batches, "seed": actor_seed(self.seed, free)}
+        self._listener.reply(ident, b"W" + json.dumps(share).encode())
 
-    def _reply(self, ident: bytes, message: bytes) -> None:
-        """One frame to a peer; a peer already gone is no error (ROUTER_MANDATORY says EHOSTUNREACH)."""
-        try:
-            self._router.send_multipart([ident, message], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
-
-    def _reset_host(self, host: _Host, fresh: bool) -> None:
+    def reset_host(self, host: Host, fresh: bool) -> None:
         """Resets a joined host's envs for this epoch; its groups then await their first batch.
 
         ``fresh``: the host joins a run under way (its envs get a new seed and start truncated).
         """
-        seed = actor_seed(self._seed, host.slot, self._generation if fresh else 0) & _MASK64
-        self._router.send_multipart([host.ident, b"R" + wire.RESET.pack(self._epoch, seed)], zmq.NOBLOCK)
+        seed = actor_seed(self.seed, host.slot, self.generation if fresh else 0) & _MASK64
+        self._listener.send([host.ident, b"R" + wire.RESET.pack(self.epoch, seed)], wait=False)
         host.seq = [0] * self.batches
-        for j in range(self.batches):
-            g = host.slot * self.batches + j
-            self._ready[g], self._flight[g], self._void_g[g] = None, True, False
-            self._fresh[g] = fresh
+        for g in self._hosts.groups(host.slot):
+            self._groups.reset(g, fresh)
 
-    def _batch(self, host: _Host, frames: list[zmq.Frame]) -> None:
+    def batch(self, host: Host, frames: list[zmq.Frame]) -> None:
         if not host.joined:
-            raise _Malformed("a batch before the host joined")
-        head = frames[1].bytes
-        if len(head) != 1 + wire.BATCH.size:
-            raise _Malformed(f"batch header of {len(head)} bytes, expected {1 + wire.BATCH.size}")
-        j, epoch, seq, cut = wire.BATCH.unpack_from(head, 1)
-        fields = len(wire.BATCH_FIELDS)
-        if len(frames) != 2 + fields + (2 if cut else 0):
-            raise _Malformed(f"batch of {len(frames) - 2} frames with {cut} truncated rows")
-        if j >= self.batches:
-            raise _Malformed(f"batch slot {j}, the host has {self.batches}")
-        for i, size in enumerate(self._sizes):
-            got = len(frames[2 + i])
-            if got != size:
-                raise _Malformed(f"{wire.BATCH_FIELDS[i]} of {got} bytes, expected {size}")
-        if cut and (cut > self.batch_rows or len(frames[7]) != 4 * cut or len(frames[8]) != cut * self._obs_row):
-            raise _Malformed(f"{cut} final observations in frames of {len(frames[7])} and {len(frames[8])} bytes")
-        if epoch != self._epoch:
+            raise Malformed("a batch before the host joined")
+        batch = self._codec.parse(frames)
+        if batch.epoch != self.epoch:
             self.discarded += 1  # sent before the last reset reached the host
             return
+        j = batch.j
         g = host.slot * self.batches + j
-        if not self._flight[g] or seq != host.seq[j]:
-            raise _Malformed(f"batch {j} seq {seq} not asked for (expected seq {host.seq[j]})")
-        views = [np.frombuffer(frames[2 + i].buffer, self._row[n][1]).reshape(self.batch_rows, *self._row[n][0])
-                 for i, n in enumerate(wire.BATCH_FIELDS)]
-        if cut:
-            rows = np.frombuffer(frames[7].buffer, np.int32)
-            if rows.min() < 0 or rows.max() >= self.batch_rows:
-                raise _Malformed("final observation rows out of range")
-            finals = np.frombuffer(frames[8].buffer, self._finals[g].dtype).reshape(cut, *self._finals[g].shape[1:])
-            self._finals[g][rows] = finals
-        if self._fresh[g]:
-            views[3][:] = 1  # a rejoined host's envs start new episodes: their first batch is truncated
-            self._finals[g][:] = views[0]
-            self._fresh[g] = False
+        if not self._groups.flight[g] or batch.seq != host.seq[j]:
+            raise Malformed(f"batch {j} seq {batch.seq} not asked for (expected seq {host.seq[j]})")
         host.seq[j] += 1
-        self._flight[g] = False
-        self._ready[g] = tuple(views)
-        stats = self._stat(host)
+        self._groups.arrived(g, batch)
+        stats = self._hosts.stat(host)
         stats.steps += self.batch_rows
         stats.bytes_received += sum(len(f) for f in frames[1:])
 
-    def _drop(self, host: _Host, why: str) -> None:
+    def drop(self, host: Host, why: str) -> None:
         """Drops a host with one log line: its groups become void (reported truncated), its slot free."""
-        if self._by_ident.get(host.ident) is not host:
+        if not self._hosts.release(host):
             return
-        del self._by_ident[host.ident]
-        self._slots[host.slot] = None
-        stats = self._stat(host)
-        stats.connected = False
-        stats.lost += 1
         self.hosts_lost += 1
-        for j in range(self.batches):
-            g = host.slot * self.batches + j
-            if self._ready[g] is not None:
-                self.discarded += 1
-            if not self._void_g[g]:
-                self._lost_next[g] = True
-            self._ready[g], self._flight[g], self._void_g[g], self._fresh[g] = None, False, True, False
-        left = self.connected
+        for g in self._hosts.groups(host.slot):
+            self.discarded += self._groups.drop(g)
+        left = self._hosts.connected
         log.warning("remote host %s (%s, slot %d) dropped: %s; its %d envs are reported truncated and the run "
                     "goes on with %d host%s", host.name, host.address, host.slot, why,
                     self.batches * self.envs_per_batch, left, "" if left == 1 else "s")
-        self._reply(host.ident, f"Q{why}".encode()[:512])
+        self._listener.reply(host.ident, f"Q{why}".encode()[:512])

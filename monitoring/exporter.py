@@ -290,7 +290,7 @@ class MetricsExporter:
         self._restarts_seen = total
 
     def set_remote_hosts(self, hosts: Mapping[str, Any]) -> None:
-        """Per remote actor host (label → an ``actors.remote_pool.HostStats``): running totals of steps,
+        """Per remote actor host (label → an ``actors.remote_hosts.HostStats``): running totals of steps,
         bytes each way and drops (the counters follow them), the last round trip, up or not."""
         for name, stats in hosts.items():
             labels = {**self._labels, "host": name}

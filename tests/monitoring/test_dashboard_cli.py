@@ -25,7 +25,7 @@ def exported_names() -> set[str]:
         exporter.set_losses(dict.fromkeys(LOSSES, 0.0))
         for phase in PHASES:
             exporter.add_phase(phase, 0.0)
-        from actors.remote_pool import HostStats  # the remote actor hosts' series (Remote row)
+        from actors.remote_hosts import HostStats  # the remote actor hosts' series (Remote row)
 
         exporter.set_remote_hosts({"h": HostStats(steps=1, bytes_received=1, bytes_sent=1, rtt_seconds=0.1, lost=1)})
         names = {s.name for m in exporter.registry.collect() for s in m.samples}
