@@ -126,11 +126,10 @@ class RemotePool:
         while not self._net.started and self.connected < self.hosts:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                joined = sum(h is not None and h.joined for h in self._hosts.slots)
-                raise RemoteError(f"only {joined} of {self.hosts} remote hosts joined {self.endpoint} within "
+                raise RemoteError(f"only {self.connected} of {self.hosts} remote hosts joined {self.endpoint} within "
                                   f"{self.join_timeout:g} s (start them with `appliance actors serve --connect ...`)")
             self._net.service(min(remaining, 0.25))
-        self._net.reset_all(seed)
+        self._net.reset_all()
         self._next, self._held = 0, None
 
     def recv(self) -> tuple[np.ndarray, ...]:
@@ -267,9 +266,8 @@ class Switchboard:
         self.hosts_lost = 0
         self._ping_at = 0.0
 
-    def reset_all(self, seed: int) -> None:
-        """A new epoch: every joined host's envs reset with ``seed``; the episode tally starts over."""
-        self.seed = seed
+    def reset_all(self) -> None:
+        """A new epoch: every joined host's envs reset with ``self.seed``; the episode tally starts over."""
         self.epoch += 1
         for host in self._hosts.slots:
             if host is not None and host.joined:
