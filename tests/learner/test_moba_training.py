@@ -1,5 +1,5 @@
-"""Moba end to end: a short CPU run beats the random team where the untrained policy does not,
-``appliance eval --opponent`` reports it, and ``appliance render`` draws a game of it."""
+"""Moba end to end: a short run of the default CPU config beats the random team where the untrained
+policy does not, ``appliance eval --opponent`` reports it, and ``appliance render`` draws a game of it."""
 
 from __future__ import annotations
 
@@ -19,39 +19,33 @@ from learner.policy import make_policy
 from learner.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
-# A small map and a short game, so a CPU budget of ~320k agent-steps (about a minute) can win it.
-PARAMS = {"opponent": 2, "map_size": 24, "max_steps": 400, "wave_interval": 20, "reward_damage": 0.003}
-OVERRIDES = ["train.total_steps=320000", "train.checkpoint_every=0", "train.torch_threads=1", "env.num_envs=8",
-             "ppo.num_steps=64", "ppo.lr=0.01", "ppo.update_epochs=2", "ppo.ent_coef=0.003", "policy.hidden=64"]
+# The shipped config as `appliance train --env moba` runs it on a CPU (16 maps of 40 cells, 1500 ticks,
+# the random team as the opponent), cut to 300k agent-steps: about a minute on 2 cores. Seeds 1-3 of
+# this budget won 94%, 97% and 100% of 64 games vs random (untrained: 0%).
+OVERRIDES = ["train.total_steps=300000", "train.checkpoint_every=0"]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     cfg = C.apply_overrides(C.for_device(C.load("moba"), "cpu"), OVERRIDES)
-    cfg["env"]["params"] = dict(PARAMS)
     out = tmp_path_factory.mktemp("moba")
     train(cfg, out, live=False)
     return out, cfg
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
-@pytest.mark.xfail(
-    reason="the short CPU run's outcome is bimodal in the random stream (issue 15 is open): the same config "
-    "wins 100% or 0% of its games vs random depending on the sampler's draws; fused Adam or the lean "
-    "categorical head alone flips it to 0% (seeds 1 and 2, and seed 1 at twice the budget)",
-    strict=False,
-)
 def test_a_short_cpu_run_beats_the_random_team_where_the_untrained_policy_does_not(run: tuple[Path, dict]) -> None:
     out, cfg = run
-    probe = envs.make("moba", num_envs=1, **PARAMS)
+    probe = envs.make("moba", num_envs=1, **cfg["env"]["params"])
     torch.manual_seed(0)
     untrained = make_policy(cfg, probe.single_observation_space, probe.single_action_space).state_dict()
     probe.close()
-    before = evaluate(out, episodes=24, opponent="random", model=untrained)
-    after = evaluate(out, episodes=24, opponent="random")
-    assert before["games"] >= 24 and after["games"] >= 24
+    before = evaluate(out, episodes=32, opponent="random", model=untrained)
+    after = evaluate(out, episodes=32, opponent="random")
+    assert before["games"] >= 32 and after["games"] >= 32
     assert after["win_rate"] >= before["win_rate"] + 0.5, (before, after)
-    assert after["win_rate"] >= 0.6, after
+    assert after["win_rate"] >= 0.8, after
 
 
 @pytest.mark.timeout(300)
@@ -64,7 +58,7 @@ def test_eval_cli_reports_win_rates_and_render_draws_the_game(run: tuple[Path, d
     frames = render.render(out, tmp_path / "frames", opponent="random", steps=60, every=10, scale=4)
     pngs = sorted((tmp_path / "frames").glob("frame_*.png"))
     assert len(pngs) == len(frames) >= 2
-    assert Image.open(pngs[-1]).size == (24 * 4, 24 * 4)
+    assert Image.open(pngs[-1]).size == (40 * 4, 40 * 4)
     gif = render.render(None, tmp_path / "bot.gif", steps=30, every=3)
     with Image.open(tmp_path / "bot.gif") as image:
         assert image.n_frames == len(gif)
