@@ -128,10 +128,12 @@ enum { MOBA_BLAST = 1, MOBA_MEND = 2, MOBA_BLINK = 3 };
 static const float MOBA_HP[6] = {0, 500, 150, 1000, 2000, 300};
 static const float MOBA_DMG[6] = {0, 30, 12, 50, 40, 15};
 static const int MOBA_RANGE[6] = {0, 2, 1, 4, 3, 1};
+static const float MOBA_INV_HP[6] = {0, 1.0f / 500, 1.0f / 150, 1.0f / 1000, 1.0f / 2000, 1.0f / 300};
 static const float MOBA_XP[6] = {0, 100, 30, 100, 0, 50};
 /* Abilities 1-3: mana cost, cooldown (ticks), range. */
 static const float MOBA_COST[4] = {0, 40, 50, 30};
 static const int MOBA_COOLDOWN[4] = {0, 10, 16, 14};
+static const float MOBA_INV_COOLDOWN[4] = {0, 1.0f / 10, 1.0f / 16, 1.0f / 14};
 static const int MOBA_REACH[4] = {0, 5, 4, 4};
 static const int MOBA_DX[9] = {0, 0, 1, 1, 1, 0, -1, -1, -1};
 static const int MOBA_DY[9] = {0, -1, -1, 0, 1, 1, 1, 0, -1};
@@ -187,6 +189,8 @@ typedef struct {
     uint8_t crowd[2][MOBA_BLOCKS]; /* how many of the table's living units stand in each 4x4 block */
     uint32_t crowded[2][MOBA_BSIDE]; /* per row of blocks, a bit for each block with someone in it */
     int nlive[2], top; /* top: one past the highest unit slot used this game */
+    /* Since the table was built: a unit came alive (it must be rebuilt), a unit died (compacted). */
+    int8_t entered, died;
     int brows;         /* rows of blocks the map has */
     int8_t seen[2][MOBA_AGENTS]; /* team t sees hero j */
     float reward[MOBA_AGENTS];
@@ -216,6 +220,9 @@ typedef struct {
     int8_t *x_terrain;
     float *x_heroes, *x_units, *x_game;
     float card[MOBA_AGENTS][3]; /* scratch: moba_cards of the map in turn */
+    float tenth_dmg[MOBA_AGENTS]; /* scratch: 0.1 / each hero's damage, the map in turn */
+    float team_game[2][5];        /* scratch: the first five of each team's game row, the map in turn */
+    float inv_S, inv_respawn, inv_max_steps;
     float thirds[8]; /* towers alive / 3 for each set of standing towers, summed as one by one */
     float along[2][2 * MOBA_MAX_SIZE + 1]; /* team t's observed offset for a cell difference d, at d + MAX */
     Log log;
@@ -260,8 +267,10 @@ static inline int moba_dist_to(const MobaUnit *a, int x, int y) {
     int dx = moba_abs(a->x - x), dy = moba_abs(a->y - y);
     return dx > dy ? dx : dy;
 }
+/* (x, y) is at most one cell off the map (a step from a cell on it): the padded map's wall border
+ * answers for the outside, with no bounds test. */
 static inline int moba_passable(const moba *e, int x, int y) {
-    return x >= 0 && y >= 0 && x < e->S && y < e->S && e->terrain[y * e->S + x] != MOBA_WALL;
+    return e->padded[(y + MOBA_V) * e->P + x + MOBA_V] != MOBA_WALL;
 }
 static inline float moba_minf(float a, float b) { return a < b ? a : b; }
 static inline float moba_clampf(float v, float lim) { return v > lim ? lim : (v < -lim ? -lim : v); }
@@ -396,6 +405,9 @@ static int moba_init(moba *e, const Buffers *b, char *err, size_t n) {
     e->wave_size = (int)p[2];
     e->respawn_time = (int)p[3];
     e->max_steps = (int)p[4];
+    e->inv_S = 1.0f / (float)e->S;
+    e->inv_respawn = 1.0f / (float)e->respawn_time;
+    e->inv_max_steps = 1.0f / (float)e->max_steps;
     e->control[0] = (int)p[5];
     e->control[1] = (int)p[6];
     e->w_win = (float)p[7];
@@ -453,6 +465,7 @@ static void moba_place_hero(moba *e, MobaGame *g, int i) {
     u->alive = 1;
     u->target = -1;
     u->atk_cd = 0;
+    g->entered = 1;
     g->h[i].mana = g->h[i].mana_max;
     g->h[i].bot_wp = 0;
 }
@@ -469,6 +482,7 @@ static void moba_spawn_camp(MobaGame *g, const moba *e, int c) {
     u->range = (int8_t)MOBA_RANGE[MOBA_CAMP];
     u->target = u->lk = -1;
     u->alive = 1;
+    g->entered = 1;
 }
 
 static void moba_new_game(moba *e, MobaGame *g) {
@@ -514,6 +528,7 @@ static inline void moba_leave(MobaGame *g, int t, int x, int y) {
 }
 
 static void moba_build_live(MobaGame *g) {
+    g->entered = g->died = 0;
     g->nlive[0] = g->nlive[1] = 0;
     for (int t = 0; t < 2; t++) {
         memset(g->crowd[t], 0, (size_t)g->brows * MOBA_BSIDE);
@@ -533,6 +548,32 @@ static void moba_build_live(MobaGame *g) {
     }
 }
 
+/* The table as moba_build_live would build it when units only died since it was built: the dead
+ * rows dropped, the rest in order (the block counts left their cells as they died). */
+static void moba_compact_live(MobaGame *g) {
+    g->died = 0;
+    for (int t = 0; t < 2; t++) {
+        int n = 0;
+        for (int k = 0; k < g->nlive[t]; k++) {
+            MobaUnit *u = &g->u[g->live[t][k]];
+            if (!u->alive) continue;
+            u->lk = (int16_t)n;
+            g->live[t][n] = g->live[t][k];
+            g->lx[t][n] = g->lx[t][k];
+            g->ly[t][n] = g->ly[t][k];
+            g->lkind[t][n] = g->lkind[t][k];
+            n++;
+        }
+        g->nlive[t] = n;
+    }
+}
+
+/* The live table up to date for the next tick: rebuilt when a unit came alive, else compacted. */
+static void moba_refresh_live(MobaGame *g) {
+    if (g->entered) moba_build_live(g);
+    else if (g->died) moba_compact_live(g);
+}
+
 /* Whether a unit of team t's table may stand within r of (x, y) (no: none does). */
 static int moba_any_near(const MobaGame *g, int t, int x, int y, int r) {
     int x0 = x - r < 0 ? 0 : (x - r) >> 2, y0 = y - r < 0 ? 0 : (y - r) >> 2;
@@ -550,8 +591,10 @@ static inline void moba_put(MobaGame *g, MobaUnit *u, int x, int y) {
         int t = u->team;
         g->lx[t][u->lk] = (int16_t)x;
         g->ly[t][u->lk] = (int16_t)y;
-        moba_leave(g, t, u->x, u->y);
-        moba_enter(g, t, x, y);
+        if ((x ^ u->x) >> 2 || (y ^ u->y) >> 2) { /* into another block */
+            moba_leave(g, t, u->x, u->y);
+            moba_enter(g, t, x, y);
+        }
     }
     u->x = (int16_t)x;
     u->y = (int16_t)y;
@@ -620,6 +663,7 @@ static void moba_kill(moba *e, MobaGame *g, int killer, int victim) {
     v->alive = 0;
     v->hp = 0.0f;
     g->deaths++;
+    g->died = 1;
     if (v->lk >= 0) { /* out of every scan */
         g->lx[(int)v->team][v->lk] = g->ly[(int)v->team][v->lk] = MOBA_FAR;
         moba_leave(g, v->team, v->x, v->y);
@@ -782,6 +826,7 @@ static void moba_spawn_wave(moba *e, MobaGame *g) {
                 u->range = (int8_t)MOBA_RANGE[MOBA_CREEP];
                 u->target = u->lk = -1;
                 u->alive = 1;
+                g->entered = 1;
                 if (slot >= g->top) g->top = slot + 1;
             }
 }
@@ -987,12 +1032,27 @@ static void moba_vision(MobaGame *g) {
     }
 }
 
+/* Which of team t's towers stand, a bit each. */
+static inline int moba_towers(const MobaGame *g, int t) {
+    const MobaUnit *s = &g->u[MOBA_FIRST_STRUCT + 4 * t];
+    return s[0].alive | s[1].alive << 1 | s[2].alive << 2;
+}
+
 /* What every hero sees of hero j (hp, mana and level/10): moba_unit_row's rows 3, 6 and 7. */
 static void moba_cards(moba *e, const MobaGame *g) {
     for (int j = 0; j < MOBA_AGENTS; j++) {
         e->card[j][0] = g->u[j].hp / g->u[j].hp_max;
         e->card[j][1] = g->h[j].mana / g->h[j].mana_max;
         e->card[j][2] = (float)g->h[j].level / 10.0f;
+        e->tenth_dmg[j] = 0.1f / g->u[j].dmg;
+    }
+    for (int t = 0; t < 2; t++) { /* game row: time, both ancients' hp, both teams' towers standing */
+        float *row = e->team_game[t];
+        row[0] = moba_minf((float)g->tick * e->inv_max_steps, 1.0f);
+        row[1] = g->u[MOBA_FIRST_STRUCT + 4 * t + 3].hp * MOBA_INV_HP[MOBA_ANCIENT];
+        row[2] = g->u[MOBA_FIRST_STRUCT + 4 * (1 - t) + 3].hp * MOBA_INV_HP[MOBA_ANCIENT];
+        row[3] = e->thirds[moba_towers(g, t)];
+        row[4] = e->thirds[moba_towers(g, 1 - t)];
     }
 }
 
@@ -1002,14 +1062,14 @@ static void moba_unit_row(const moba *e, const MobaGame *g, int h, int j, float 
     row[0] = 1.0f;
     row[1] = along[v->x - u->x];
     row[2] = along[v->y - u->y];
-    row[4] = moba_minf(v->hp / u->dmg, 10.0f) / 10.0f;
+    row[4] = moba_minf(v->hp * e->tenth_dmg[h], 1.0f); /* hits to kill it, over 10, at most 1 */
     row[5] = moba_cheb(u, v) <= u->range ? 1.0f : 0.0f;
     if (j < MOBA_AGENTS) {
         row[3] = e->card[j][0];
         row[6] = e->card[j][1];
         row[7] = e->card[j][2];
     } else {
-        row[3] = v->hp / v->hp_max;
+        row[3] = v->hp * MOBA_INV_HP[(int)v->kind]; /* only heroes' maximum grows */
         row[6] = v->kind == MOBA_ANCIENT ? 1.0f : 0.0f;
         row[7] = 0.0f;
     }
@@ -1024,12 +1084,6 @@ static inline void moba_show(const moba *e, const MobaGame *g, int h, int j, flo
     else memset(row, 0, MOBA_FEATS * sizeof(float));
 }
 
-/* Which of team t's towers stand, a bit each. */
-static inline int moba_towers(const MobaGame *g, int t) {
-    const MobaUnit *s = &g->u[MOBA_FIRST_STRUCT + 4 * t];
-    return s[0].alive | s[1].alive << 1 | s[2].alive << 2;
-}
-
 /* Writes hero h's observation into `out` and records which unit each row shows. */
 static void moba_observe(const moba *e, MobaGame *g, int h, uint8_t *out) {
     float(*rows)[MOBA_FEATS] = (float(*)[MOBA_FEATS])(void *)out; /* rows are 4-byte aligned */
@@ -1040,18 +1094,18 @@ static void moba_observe(const moba *e, MobaGame *g, int h, uint8_t *out) {
     slot[0] = (int16_t)h;
     float *self = rows[0];
     self[0] = (float)u->alive;
-    self[1] = u->hp / u->hp_max;
-    self[2] = me->mana / me->mana_max;
-    self[3] = (float)me->level / 10.0f;
-    for (int a = 1; a <= 3; a++) self[3 + a] = (float)me->cd[a] / (float)MOBA_COOLDOWN[a];
+    self[1] = e->card[h][0];
+    self[2] = e->card[h][1];
+    self[3] = e->card[h][2];
+    for (int a = 1; a <= 3; a++) self[3 + a] = (float)me->cd[a] * MOBA_INV_COOLDOWN[a];
     self[7] = u->atk_cd == 0 ? 1.0f : 0.0f;
-    self[8] = (float)(t ? S - 1 - u->x : u->x) / (float)S;
-    self[9] = (float)(t ? S - 1 - u->y : u->y) / (float)S;
+    self[8] = (float)(t ? S - 1 - u->x : u->x) * e->inv_S;
+    self[9] = (float)(t ? S - 1 - u->y : u->y) * e->inv_S;
     for (int k = 0, r = 1; k < MOBA_TEAM; k++) {
         int j = t * MOBA_TEAM + k;
         if (j == h) continue;
         moba_show(e, g, h, g->u[j].alive ? j : -1, rows[r], &slot[r]);
-        if (!g->u[j].alive) rows[r][8] = (float)g->h[j].respawn / (float)e->respawn_time;
+        if (!g->u[j].alive) rows[r][8] = (float)g->h[j].respawn * e->inv_respawn;
         r++;
     }
     for (int k = 0; k < MOBA_TEAM; k++) {
@@ -1093,16 +1147,11 @@ static void moba_observe(const moba *e, MobaGame *g, int h, uint8_t *out) {
     float *game = rows[16];
     slot[16] = -1;
     game[8] = game[9] = 0.0f;
-    const MobaUnit *own = &g->u[MOBA_FIRST_STRUCT + 4 * t + 3], *enemy = &g->u[MOBA_FIRST_STRUCT + 4 * o + 3];
-    game[0] = moba_minf((float)g->tick / (float)e->max_steps, 1.0f);
-    game[1] = own->hp / own->hp_max;
-    game[2] = enemy->hp / enemy->hp_max;
-    game[3] = e->thirds[moba_towers(g, t)];
-    game[4] = e->thirds[moba_towers(g, o)];
-    game[5] = moba_minf(me->gold / 2000.0f, 1.0f);
+    memcpy(game, e->team_game[t], 5 * sizeof(float));
+    game[5] = moba_minf(me->gold * (1.0f / 2000.0f), 1.0f);
     float lo = 50.0f * (float)(me->level * (me->level - 1)), hi = 50.0f * (float)(me->level * (me->level + 1));
     game[6] = me->level >= MOBA_MAX_LEVEL ? 1.0f : (me->xp - lo) / (hi - lo);
-    game[7] = (float)me->respawn / (float)e->respawn_time;
+    game[7] = (float)me->respawn * e->inv_respawn;
     /* The window's corner in the team's view: team 1's is the rotated image of team 0's. */
     int corner = u->y * P + u->x;
     if (t == 1) corner = P * P - 1 - corner - (MOBA_WIN - 1) * (P + 1);
@@ -1128,8 +1177,9 @@ static void moba_write_extras(const moba *e, MobaGame *g, int m) {
         memcpy(hx, row, sizeof(row));
     }
     float *ux = e->x_units + (size_t)m * MOBA_OTHERS * MOBA_UNIT_COLS;
-    int creeps = 0;
-    for (int i = MOBA_AGENTS; i < MOBA_UNITS; i++, ux += MOBA_UNIT_COLS) {
+    /* Slots from `top` up have not lived this game: written (as dead) at its first tick, then left. */
+    int creeps = 0, end = g->tick == 0 ? MOBA_UNITS : g->top;
+    for (int i = MOBA_AGENTS; i < end; i++, ux += MOBA_UNIT_COLS) {
         MobaUnit *u = &g->u[i];
         if (u->shown) continue;
         creeps += u->alive && u->kind == MOBA_CREEP;
@@ -1145,7 +1195,7 @@ static void moba_write_extras(const moba *e, MobaGame *g, int m) {
 
 /* Observations, masks and extras of map m as it stands. */
 static void moba_emit(moba *e, MobaGame *g, int m, uint8_t *obs) {
-    moba_build_live(g);
+    moba_refresh_live(g);
     moba_vision(g);
     moba_cards(e, g);
     moba_paint(e, g);
