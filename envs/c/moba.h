@@ -1056,7 +1056,7 @@ static void moba_cards(moba *e, const MobaGame *g) {
     }
 }
 
-static void moba_unit_row(const moba *e, const MobaGame *g, int h, int j, float *row) {
+static inline __attribute__((always_inline)) void moba_unit_row(const moba *e, const MobaGame *g, int h, int j, float *row) {
     const MobaUnit *u = &g->u[h], *v = &g->u[j];
     const float *along = e->along[(int)u->team] + MOBA_MAX_SIZE;
     row[0] = 1.0f;
