@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -56,3 +58,25 @@ def test_achievement_stats_cross_the_pool() -> None:
         stats = pool.episode_stats()
     assert stats["episodes"] >= 2
     assert "achievement_collect_wood" in stats and stats["episode_length"] == 20
+
+
+def test_a_missing_numba_is_named_and_a_present_one_is_silent(monkeypatch: pytest.MonkeyPatch) -> None:
+    from envs.emulation import crafter as crafter_mod
+
+    monkeypatch.setattr(crafter_mod, "numba_missing", lambda: True)
+    with pytest.warns(RuntimeWarning, match="pip install numba"):
+        crafter_mod.creator_for("crafter")
+    monkeypatch.setattr(crafter_mod, "numba_missing", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        crafter_mod.creator_for("crafter")
+
+
+def test_numba_compiles_the_world_generator() -> None:
+    """The [crafter] extra brings numba; with it opensimplex's noise is compiled, not plain Python."""
+    from opensimplex import internals
+
+    from envs.emulation import crafter as crafter_mod
+
+    assert not crafter_mod.numba_missing()
+    assert hasattr(internals._noise3, "py_func"), "opensimplex's noise is not numba-compiled"
