@@ -45,3 +45,13 @@ def test_minihack_room_rises_above_random(tmp_path) -> None:
     random_mean, summary = _above_random("minihack/room-5x5", 0.3, 150_000, tmp_path)
     assert summary["outcome"] == "target_reached", (random_mean, summary)
     assert summary["mean_return"] >= random_mean + 0.3
+
+
+@slow
+@pytest.mark.timeout(300)
+def test_crafter_rises_above_random(tmp_path) -> None:
+    """Crafter: +1 for each achievement an episode unlocks first, -0.1/+0.1 per health point lost/regained."""
+    _skip_without("crafter", "crafter")
+    random_mean, summary = _above_random("crafter", 0.3, 40_000, tmp_path)
+    assert summary["outcome"] == "target_reached", (random_mean, summary)
+    assert summary["mean_return"] >= random_mean + 0.3
