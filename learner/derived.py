@@ -64,9 +64,12 @@ def derived_config(env: str) -> dict[str, Any]:
 # `appliance bench train --env ENV --split-seconds 0 --runs 0 --candidate-seconds 60 --candidate nethack:
 # --candidate structured:policy.kind=structured,policy.hidden=64` (2 cores, loaded): MiniHack-Room-5x5
 # nethack 1.00 mean return (random 0.37) vs structured -1.00; NetHackScore nethack 0.0168 reward/step
-# (random 0.0150) vs structured -0.01. Not yet measured: reward_scale 0.1 (chosen by reasoning: value
-# gradients of score rewards in the tens swamp the policy's under one norm clip) and Crafter's
-# image_small against the Nature CNN.
+# (random 0.0150) vs structured -0.01. Crafter, `appliance bench train --env crafter --split-seconds 0
+# --runs 0 --candidate-seconds 120 --candidate image_small: --candidate nature:policy.kind=nature`
+# (2 cores, numba installed; docs/bench/train-crafter.json): image_small 2.57 mean return at 221
+# steps/s vs the Nature CNN 2.48 at 249 (random 1.46), so the small CNN stays. Not yet measured:
+# reward_scale 0.1 (chosen by reasoning: value gradients of score rewards in the tens swamp the
+# policy's under one norm clip).
 GAMES: dict[str, dict[str, Any]] = {
     # NLE's baseline shape (learner/nethack_encoder.py): glyph window around the hero + blstats MLP +
     # message encoder; only the three keys it reads are asked of NLE (3,792-byte rows, not 17,232).
