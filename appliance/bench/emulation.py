@@ -125,12 +125,14 @@ def pack_overhead(creator: Callable[[], Any], num_envs: int, seconds: float, run
 
     ``num_envs`` envs step in this process with ``actions`` in turn (a list per step); pack
     is the actor's observation writer (:func:`envs.emulation.steploop.rows`, the compiled
-    one where built), unpack the learner's, once per ``batch`` rows (default all).
+    one where built, after :func:`envs.emulation.vector.observe_in_place` as in the actor),
+    unpack the learner's, once per ``batch`` rows (default all).
     """
     import torch
 
     from envs.emulation import steploop
     from envs.emulation.layout import Packer, layout_of
+    from envs.emulation.vector import observe_in_place
     from learner.unpack import Unpacker
 
     raw = [creator() for _ in range(num_envs)]
@@ -138,7 +140,9 @@ def pack_overhead(creator: Callable[[], Any], num_envs: int, seconds: float, run
         env.reset(seed=i)
     layout = layout_of(raw[0].observation_space, drop_keys, drop_unsupported)
     rows = np.zeros((num_envs, *layout.shape), layout.dtype)
-    writer, unpacker = steploop.rows(Packer(layout, rows)), Unpacker(layout)
+    packer = Packer(layout, rows)
+    observe_in_place(raw, packer)  # as the actor's vector does: NLE then writes into the rows itself
+    writer, unpacker = steploop.rows(packer), Unpacker(layout)
     batch = batch or num_envs
     groups = [torch.from_numpy(rows[lo:lo + batch]) for lo in range(0, num_envs, batch)]
     ratios = []

@@ -4,9 +4,11 @@
 Per env and step it calls ``env.step`` through the C API, stores the reward, and
 copies each observation leaf into its arena row with one ``memcpy`` when the leaf is
 a C-contiguous array of the storage dtype (or a Python/numpy integer for an int32
-leaf). Anything else (a dtype to cast, a strided array, a nested structure) goes
-through the row's :class:`~envs.emulation.layout.Packer`, so every observation lands
-exactly as the Python path writes it.
+leaf), and copies nothing when the array already is the row's (an env that writes
+its observation in place, :func:`envs.emulation.vector.observe_in_place`). Anything
+else (a dtype to cast, a strided array, a nested structure) goes through the row's
+:class:`~envs.emulation.layout.Packer`, so every observation lands exactly as the
+Python path writes it.
 """
 
 from cpython.buffer cimport PyBUF_STRIDES, PyBuffer_IsContiguous, PyBuffer_Release, PyObject_GetBuffer
@@ -73,7 +75,8 @@ cdef class Rows:
         try:
             if view.len != self.sizes[j] or not PyBuffer_IsContiguous(&view, b"C"):
                 return False
-            memcpy(dst, view.buf, view.len)
+            if view.buf != <void*>dst:  # else the env wrote it in place (observe_in_place)
+                memcpy(dst, view.buf, view.len)
         finally:
             PyBuffer_Release(&view)
         return True

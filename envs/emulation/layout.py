@@ -340,7 +340,13 @@ class Packer:
             views[0][...] = value
             return
         for view, get in zip(views, self._getters, strict=True):
-            view[...] = get(value)
+            leaf = get(value)
+            if leaf is not view:  # else the env wrote it in place (observe_in_place)
+                view[...] = leaf
+
+    def row_views(self, row: int) -> list[np.ndarray]:
+        """Row ``row``'s leaf views, in layout order (the arrays :meth:`write` assigns to)."""
+        return list(self._row_views[row])
 
     def read_all(self) -> list[Any]:
         """Every row as :meth:`read` gives it; for Discrete actions one ``tolist()``."""

@@ -18,7 +18,7 @@ import importlib
 import os
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium
@@ -69,6 +69,41 @@ class SeededNLE(gymnasium.Wrapper):
             except RuntimeError:  # NetHackChallenge refuses seeds by design: its games stay unseeded
                 self._fixed = True
         return self.env.reset(seed=seed, options=options)
+
+    def observe_into(self, arrays: Mapping[str, np.ndarray]) -> list[str]:
+        """Has NetHack write these keys of its observation straight into ``arrays``; returns the keys taken.
+
+        NLE fills numpy buffers of its own in C on every step and reset and returns
+        them as the observation; pointed at the arena's row instead, those keys need
+        no copy into it. A key is taken only where the array has NLE's shape and
+        dtype, is C-contiguous and writable; any other key, or an env that returns
+        something else under the key (MiniHack's crops), is copied as before.
+        """
+        nethack: Any = getattr(self.env.unwrapped, "nethack", None)
+        buffers: dict[str, np.ndarray] | None = getattr(nethack, "_obs_buffers", None)
+        if buffers is None or not hasattr(nethack, "_pynethack"):
+            return []
+        taken = {}
+        for key, array in arrays.items():
+            own = buffers.get(key)
+            if (own is not None and array.shape == own.shape and array.dtype == own.dtype
+                    and array.flags.c_contiguous and array.flags.writeable):
+                array[...] = own
+                taken[key] = array
+        if not taken:
+            return []
+        merged = {**buffers, **taken}
+        keys = {id(array): key for key, array in buffers.items()}
+        # set_buffers takes every buffer at once (one left out would no longer be filled);
+        # NLE keeps the arrays it returns in _obs (read by its step) and last_observation.
+        nethack._pynethack.set_buffers(**merged)
+        nethack._obs_buffers = merged
+        nethack._obs = tuple(merged[keys[id(array)]] for array in nethack._obs)
+        base: Any = self.env.unwrapped
+        last = getattr(base, "last_observation", None)
+        if isinstance(last, tuple) and len(last) == len(nethack._obs):
+            base.last_observation = nethack._obs
+        return sorted(taken)
 
 
 def known(prefix: str) -> list[str]:

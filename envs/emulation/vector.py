@@ -66,6 +66,28 @@ class EpisodeLog:
         return out
 
 
+def observe_in_place(envs: list[Any], rows: Packer) -> list[str]:
+    """Points envs that can write their observation in place (``observe_into``) at their rows.
+
+    An env with ``observe_into(arrays)`` (NetHack's :class:`~envs.emulation.nethack.SeededNLE`)
+    is handed env ``i``'s leaf views of ``rows`` by key and writes those keys there itself
+    on every step and reset; the writer then finds the value already in place and copies
+    nothing. Only a packed Dict of top-level keys qualifies. Returns the keys every env took.
+    """
+    layout = rows.layout
+    if not layout.packed or any(len(leaf.path) != 1 for leaf in layout.leaves):
+        return []
+    taken: set[str] | None = None
+    for i, env in enumerate(envs):
+        observe_into = getattr(env, "observe_into", None)
+        if not callable(observe_into):
+            return []
+        views = {str(leaf.path[0]): view for leaf, view in zip(layout.leaves, rows.row_views(i), strict=True)}
+        keys = set(observe_into(views))
+        taken = keys if taken is None else taken & keys
+    return sorted(taken or ())
+
+
 class PythonEnvVector(CoreBuffers):
     """What the Python-env adapters share: ``self.envs`` stepped in turn, an ``EpisodeLog``."""
 
@@ -76,6 +98,7 @@ class PythonEnvVector(CoreBuffers):
     act_layout: Layout
     num_envs: int
     num_agents: int
+    in_place: list[str]  # observation keys the envs write into their rows themselves
 
     def reset(self, seed: int = 0) -> np.ndarray:
         raise NotImplementedError
@@ -94,6 +117,7 @@ class PythonEnvVector(CoreBuffers):
         self._obs = Packer(self.obs_layout, self.observations)
         self._final = Packer(self.obs_layout, self.final_observations)
         self._act = Packer(self.act_layout, self.actions, clip=True)
+        self.in_place = observe_in_place(self.envs, self._obs)
         self._returns = np.zeros(self.num_envs, dtype=np.float64)
         self._lengths = np.zeros(self.num_envs, dtype=np.int64)
         self._log = EpisodeLog()

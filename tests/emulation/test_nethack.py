@@ -82,3 +82,44 @@ def test_nethack_through_the_pool() -> None:
 def test_minihack_room_through_the_pool() -> None:
     seen = check_pool("minihack/room-5x5", steps=120)
     assert seen["ended"] > 0
+
+
+@pytest.mark.parametrize("loop", ["compiled", "python"])
+@pytest.mark.parametrize(("name", "in_place"), [
+    ("nethack/score", sorted(nethack.OBSERVATION_KEYS)),
+    ("minihack/room-5x5", ["blstats", "chars", "colors", "glyphs", "message", "specials"]),  # not the crops
+])
+def test_nle_writes_its_observation_into_the_rows(name: str, in_place: list[str], loop: str) -> None:
+    """NLE's buffers are the rows themselves; every step matches a twin whose envs copy into them."""
+    import gymnasium
+
+    from envs.emulation import steploop
+    from envs.emulation.gym import GymnasiumVecEnv
+
+    if loop not in steploop.IMPLEMENTATIONS:
+        pytest.skip("the compiled step loop is not built")
+    params = {"max_episode_steps": 40}  # truncations, so final_observations are checked too
+    direct = GymnasiumVecEnv(nethack.creator_for(name, **params), num_envs=3, seed=7)
+    create = nethack.creator_for(name, **params)
+    copied = GymnasiumVecEnv(lambda: gymnasium.Wrapper(create()), num_envs=3, seed=7)  # hides observe_into
+    try:
+        assert direct.in_place == in_place and copied.in_place == []
+        for vec in (direct, copied):
+            vec._loop_with(*steploop.IMPLEMENTATIONS[loop])
+        glyphs = direct.envs[0].unwrapped.nethack._obs_buffers["glyphs"]
+        assert np.shares_memory(glyphs, direct.observations[0]) and not np.shares_memory(glyphs, direct.observations[1])
+        rng = np.random.default_rng(3)
+        truncated = 0
+        for t in range(130):
+            actions = rng.integers(0, direct.single_action_space.n, size=3)
+            direct.step(actions)
+            copied.step(actions)
+            for key in ("observations", "rewards", "terminals", "truncations"):
+                np.testing.assert_array_equal(direct.buffers[key], copied.buffers[key], err_msg=f"{key} at {t}")
+            rows = direct.truncations
+            np.testing.assert_array_equal(direct.final_observations[rows], copied.final_observations[rows])
+            truncated += int(rows.sum())
+        assert truncated >= 3
+    finally:
+        direct.close()
+        copied.close()
