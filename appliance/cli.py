@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_options(bench_emu)
     bench_emu.add_argument("--num-envs", type=_positive_int, default=0,
                            help="envs of the Dict-observation entries (default 4 per core); with --env, the "
-                                "pool's envs (default: per actor, enough for a 2 ms batch at the plain loop's rate)")
+                                "pool's envs (default: per actor, enough for a 2 ms batch at the plain loop's rate, "
+                                "or half or a quarter of that where one process steps those clearly faster)")
     bench_emu.add_argument("--env", default=None,
                            help="one env (nethack/score, minihack/room-5x5, crafter, CartPole-v1...): plain loop, "
                                 "pool, AsyncVectorEnv and PufferLib side by side")

@@ -22,8 +22,10 @@ cycle of random actions:
 Envs per actor (unless ``--num-envs``): enough that one actor's batch takes about
 ``BATCH_SECONDS`` of env time at the plain loop's rate (at least ``MIN_PER_ACTOR``), so a
 doorbell round trip and the caller's turn are small next to the batch, as a user sizes a
-pool for an env this fast. The pool and PufferLib get ``cores x`` that; AsyncVectorEnv, one
-process per env, keeps ``4 x cores`` (hundreds of processes would only measure the fork).
+pool for an env this fast; then half or a quarter of that where one process steps that
+many clearly faster (:func:`sized_per_actor`: NetHack's instances crowd a core's
+caches). The pool and PufferLib get ``cores x`` that; AsyncVectorEnv, one process per
+env, keeps ``4 x cores`` (hundreds of processes would only measure the fork).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from .common import human, progress, record, table, timed_rate, timed_rates, wri
 CYCLE = 64  # pre-drawn action sets, stepped through in turn
 BATCH_SECONDS = 0.002  # env time of one actor's batch the pool is sized for
 MIN_PER_ACTOR = 4
+SIZING_SLACK = 0.1  # sized_per_actor: fewer envs per actor only where they step this much faster
 
 
 def _creator(env: str, params: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any]]:
@@ -77,6 +80,34 @@ def envs_per_actor(plain_rate: float) -> int:
     """Envs per actor whose batch takes about BATCH_SECONDS at ``plain_rate`` (even, >= MIN_PER_ACTOR)."""
     want = int(round(BATCH_SECONDS * plain_rate / 2)) * 2
     return max(MIN_PER_ACTOR, want)
+
+
+def sized_per_actor(env: str, per_actor: int, seconds: float, **params: Any) -> tuple[int, dict[int, float]]:
+    """``per_actor`` or fewer: the largest of ``per_actor``, /2, /4 (even, >= MIN_PER_ACTOR) whose
+    one-actor vector steps within SIZING_SLACK of the fastest of them; with each one's rate.
+
+    Some envs step slower the more instances one process holds: NLE loads a private copy of
+    its 3 MB library for each instance, and two dozen no longer fit one core's caches
+    (nethack/score: about 10k steps/s with 4 per process, 5k with 24). Each count is timed
+    twice, interleaved, for ``seconds`` each; the best of the two counts.
+    """
+    import envs
+
+    counts = sorted({max(MIN_PER_ACTOR, per_actor // d // 2 * 2) for d in (1, 2, 4)} | {per_actor}, reverse=True)
+    if len(counts) == 1:
+        return per_actor, {}
+    vecs = {n: envs.make(env, num_envs=n, seed=0, **params) for n in counts}
+    try:
+        steps = {n: _vector_step(vec) for n, vec in vecs.items()}
+        rates = {n: 0.0 for n in counts}
+        for _ in range(2):
+            for n, one in steps.items():
+                rates[n] = max(rates[n], timed_rate(one, seconds))
+    finally:
+        for vec in vecs.values():
+            vec.close()
+    best = max(rates.values())
+    return next(n for n in counts if rates[n] >= (1 - SIZING_SLACK) * best), rates
 
 
 def _loops(env: str, creator: Callable[[], Any], per_actor: int, seconds: float, runs: int, tick: Callable,
@@ -223,6 +254,13 @@ def run(env: str, seconds: float, runs: int, json_path: str | None, console: Con
     per_actor = num_envs // cores if num_envs else envs_per_actor(plain_rate)
     if per_actor < 1:
         raise ValueError(f"--num-envs must be at least the number of cores ({cores}), got {num_envs}")
+    sizing: dict[int, float] = {}
+    if not num_envs:
+        console.print(f"sizing: one actor's vector at {per_actor} envs and fewer ...")
+        per_actor, sizing = sized_per_actor(env, per_actor, min(seconds, 1.0), **params)
+        if sizing:
+            console.print("sizing: " + ", ".join(f"{k} envs {human(v)} steps/s" for k, v in sizing.items())
+                          + f" -> {per_actor} per actor", soft_wrap=True)
     n = per_actor * cores
     n_gym = num_envs or 4 * cores
     probe = creator()
@@ -292,6 +330,10 @@ def run(env: str, seconds: float, runs: int, json_path: str | None, console: Con
         console.print(f"PufferLib skipped: {skipped}")
     console.print(f"pack + unpack / env step: {med['pack']:.1%} (target <= 5%)")
     out = list(records.values())
+    if sizing:
+        for key in ("pool", "pool_ready", "vector", "vector_python", "pack", "puffer"):
+            if key in records:
+                records[key]["sizing"] = {str(k): v for k, v in sizing.items()}
     if skipped is not None:
         out.append({"bench": "emulation", "name": "pufferlib Multiprocessing", "env": env, "skipped": skipped})
     write_json(json_path, out)
