@@ -136,12 +136,12 @@ def pack_overhead(creator: Callable[[], Any], num_envs: int, seconds: float, run
     from learner.unpack import Unpacker
 
     raw = [creator() for _ in range(num_envs)]
-    for i, env in enumerate(raw):
-        env.reset(seed=i)
     layout = layout_of(raw[0].observation_space, drop_keys, drop_unsupported)
     rows = np.zeros((num_envs, *layout.shape), layout.dtype)
     packer = Packer(layout, rows)
-    observe_in_place(raw, packer)  # as the actor's vector does: NLE then writes into the rows itself
+    observe_in_place(raw, packer)  # before the first reset, as the actor's vector: NLE then writes into the rows
+    for i, env in enumerate(raw):
+        env.reset(seed=i)
     writer, unpacker = steploop.rows(packer), Unpacker(layout)
     batch = batch or num_envs
     groups = [torch.from_numpy(rows[lo:lo + batch]) for lo in range(0, num_envs, batch)]

@@ -75,7 +75,8 @@ class SeededNLE(gymnasium.Wrapper):
 
         NLE fills numpy buffers of its own in C on every step and reset and returns
         them as the observation; pointed at the arena's row instead, those keys need
-        no copy into it. A key is taken only where the array has NLE's shape and
+        no copy into it. Only before the env's first reset (NLE's rule; afterwards
+        nothing is taken). A key is taken only where the array has NLE's shape and
         dtype, is C-contiguous and writable; any other key, or an env that returns
         something else under the key (MiniHack's crops), is copied as before.
         """
@@ -96,7 +97,10 @@ class SeededNLE(gymnasium.Wrapper):
         keys = {id(array): key for key, array in buffers.items()}
         # set_buffers takes every buffer at once (one left out would no longer be filled);
         # NLE keeps the arrays it returns in _obs (read by its step) and last_observation.
-        nethack._pynethack.set_buffers(**merged)
+        try:
+            nethack._pynethack.set_buffers(**merged)
+        except RuntimeError:  # NLE takes buffers only before its first reset: copied as before
+            return []
         nethack._obs_buffers = merged
         nethack._obs = tuple(merged[keys[id(array)]] for array in nethack._obs)
         base: Any = self.env.unwrapped

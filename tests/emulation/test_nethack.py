@@ -123,3 +123,16 @@ def test_nle_writes_its_observation_into_the_rows(name: str, in_place: list[str]
     finally:
         direct.close()
         copied.close()
+
+
+def test_nle_keeps_its_own_buffers_once_reset() -> None:
+    """After the first reset NLE takes no new buffers: nothing is taken and the env steps on as before."""
+    env = nethack.creator_for("nethack/score")()
+    try:
+        env.reset(seed=1)
+        row = {"blstats": np.zeros_like(env.observation_space["blstats"].sample())}
+        assert env.observe_into(row) == []
+        obs, *_ = env.step(0)
+        assert obs["blstats"] is not row["blstats"] and obs["blstats"].any()
+    finally:
+        env.close()
