@@ -95,9 +95,10 @@ class Unpacker:
         general path) when the batch's strides or start do not allow whole-batch views.
         Rows seen in one of the last ``VIEWS_KEPT`` calls reuse that call's views.
         """
-        if rows.stride(1) != 1 or rows.shape[0] == 0:
+        batch, strides = rows.shape[0], rows.stride()
+        if strides[1] != 1 or batch == 0:
             return None
-        key = (rows.data_ptr(), rows.shape[0], rows.stride(0), rows.device, rows.requires_grad,
+        key = (rows.data_ptr(), batch, strides[0], rows.device, rows.requires_grad,
                torch.is_inference_mode_enabled(), rows.is_inference())
         leaves = self._views.get(key)
         if leaves is None:

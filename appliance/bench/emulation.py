@@ -126,7 +126,8 @@ def pack_overhead(creator: Callable[[], Any], num_envs: int, seconds: float, run
     ``num_envs`` envs step in this process with ``actions`` in turn (a list per step); pack
     is the actor's observation writer (:func:`envs.emulation.steploop.rows`, the compiled
     one where built, after :func:`envs.emulation.vector.observe_in_place` as in the actor),
-    unpack the learner's, once per ``batch`` rows (default all).
+    unpack the learner's, once per ``batch`` rows (default all), of the fresh tensor a
+    rollout makes of them; making that tensor is not counted (any observation needs it).
     """
     import torch
 
@@ -161,12 +162,16 @@ def pack_overhead(creator: Callable[[], Any], num_envs: int, seconds: float, run
             t1 = time.perf_counter()
             for i, obs in enumerate(out):
                 writer.write(i, obs)
-            if layout.packed:
-                for group in groups:
-                    unpacker.unpack(torch.from_numpy(group.numpy()))  # a fresh tensor per batch, as the learner's
             t2 = time.perf_counter()
+            # A fresh tensor per batch, as the learner's rollout makes (its copy, not the layout's:
+            # a Box observation needs one too), then unpacked.
+            fresh = [torch.from_numpy(group.numpy()) for group in groups] if layout.packed else []
+            t3 = time.perf_counter()
+            for group in fresh:
+                unpacker.unpack(group)
+            t4 = time.perf_counter()
             step_s += t1 - t0
-            pack_s += t2 - t1
+            pack_s += (t2 - t1) + (t4 - t3)
         ratios.append(pack_s / step_s)
         tick()
     for env in raw:

@@ -36,6 +36,7 @@ cdef class Rows:
     cdef bint flat  # a packed flat Dict: leaf j is value[keys[j]]
     cdef list keys
     cdef list dtypes
+    cdef list views  # per row, the packer's leaf views: an env that writes in place returns these
     cdef Py_ssize_t[::1] offsets
     cdef Py_ssize_t[::1] sizes
     cdef int[::1] kinds
@@ -51,6 +52,7 @@ cdef class Rows:
         self.count = len(leaves)
         self.flat = layout.packed and all(len(leaf.path) == 1 for leaf in leaves)
         self.keys = [leaf.path[0] if leaf.path else None for leaf in leaves]
+        self.views = packer._row_views
         self.dtypes = [leaf.dtype for leaf in leaves]
         self.offsets = np.array([leaf.offset for leaf in leaves], dtype=np.intp)
         self.sizes = np.array([leaf.nbytes for leaf in leaves], dtype=np.intp)
@@ -86,12 +88,16 @@ cdef class Rows:
         cdef unsigned char* base = &self.rows[row, 0]
         cdef Py_ssize_t j
         cdef PyObject* item
+        cdef list views
         if self.flat:
             if type(value) is not dict:
                 self.write_slow(row, value)
                 return
+            views = <list>self.views[row]
             for j in range(self.count):
                 item = PyDict_GetItem(value, self.keys[j])
+                if item != NULL and <object>item is views[j]:
+                    continue  # the env wrote this leaf into the row itself (observe_in_place)
                 if item == NULL or not self._put(base + self.offsets[j], j, <object>item):
                     self.write_slow(row, value)
                     return
