@@ -67,9 +67,14 @@ def derived_config(env: str) -> dict[str, Any]:
 # (random 0.0150) vs structured -0.01. Crafter, `appliance bench train --env crafter --split-seconds 0
 # --runs 0 --candidate-seconds 120 --candidate image_small: --candidate nature:policy.kind=nature`
 # (2 cores, numba installed; docs/bench/train-crafter.json): image_small 2.57 mean return at 221
-# steps/s vs the Nature CNN 2.48 at 249 (random 1.46), so the small CNN stays. Not yet measured:
-# reward_scale 0.1 (chosen by reasoning: value gradients of score rewards in the tens swamp the
-# policy's under one norm clip).
+# steps/s vs the Nature CNN 2.48 at 249 (random 1.46), so the small CNN stays. NetHack's
+# reward_scale 0.1 (value gradients of score rewards in the tens swamp the policy's under one norm
+# clip): `appliance bench train --env nethack/score --split-seconds 0 --runs 0 --candidate-seconds
+# 110 --candidate scale0.1: --candidate scale1:ppo.reward_scale=1.0 --set
+# env.params.max_episode_steps=256 --no-sb3 --no-metrics` (2 cores; docs/bench/train-nethack.json):
+# 0.1 mean return 6.32 (last 100 episodes), 0.0203 reward/step (last 10 rollouts); 1.0 5.28 and
+# 0.0371; random 6.12 and 0.0240. The two measures disagree (scores are heavy-tailed): undecided at
+# this budget, 0.1 kept.
 GAMES: dict[str, dict[str, Any]] = {
     # NLE's baseline shape (learner/nethack_encoder.py): glyph window around the hero + blstats MLP +
     # message encoder; only the three keys it reads are asked of NLE (3,792-byte rows, not 17,232).
