@@ -6,6 +6,9 @@ cycle of random actions:
 - ``plain``: one env stepped (and reset at episode ends) in a plain Python loop, this
   process, one core. No vectorizer can beat ``cores x plain`` on a Python-bound env: that
   is the ceiling the pool is judged against.
+- ``plain_actor``: the same plain loop over one actor's share of the envs, one process (a
+  round over them per step): where an env slows with the instances a process holds (NLE),
+  ``cores x plain_actor`` is what any layout with that many envs per core can reach.
 - ``vector`` / ``vector_python``: one actor's share of the envs as the actor steps them
   (``envs.make``, this process), on the compiled step loop and on its Python fallback
   (:mod:`envs.emulation.steploop`); runs interleaved with ``plain``, so ``vector / plain``
@@ -76,6 +79,31 @@ def _plain_step(creator: Callable[[], Any]) -> tuple[Callable[[], int], Callable
     return one, env.close
 
 
+def _plain_envs(creator: Callable[[], Any], n: int) -> tuple[Callable[[], int], Callable[[], None]]:
+    """``n`` envs in one process, each stepped once per call in a plain loop; returns (step, close)."""
+    made = [creator() for _ in range(n)]
+    for i, env in enumerate(made):
+        env.reset(seed=i)
+    pairs = [(env.step, env.reset) for env in made]
+    acts = [[int(a) for a in row] for row in _actions(made[0].action_space, (n,))]
+    i = 0
+
+    def one() -> int:
+        nonlocal i
+        for (step, reset), a in zip(pairs, acts[i % CYCLE], strict=True):
+            _, _, term, trunc, _ = step(a)
+            if term or trunc:
+                reset()
+        i += 1
+        return n
+
+    def close() -> None:
+        for env in made:
+            env.close()
+
+    return one, close
+
+
 def envs_per_actor(plain_rate: float) -> int:
     """Envs per actor whose batch takes about BATCH_SECONDS at ``plain_rate`` (even, >= MIN_PER_ACTOR)."""
     want = int(round(BATCH_SECONDS * plain_rate / 2)) * 2
@@ -112,13 +140,18 @@ def sized_per_actor(env: str, per_actor: int, seconds: float, **params: Any) -> 
 
 def _loops(env: str, creator: Callable[[], Any], per_actor: int, seconds: float, runs: int, tick: Callable,
            **params: Any) -> dict[str, list[float]]:
-    """plain, vector (compiled loop) and vector_python, runs interleaved."""
+    """plain, plain_actor (a plain loop over one actor's envs), vector (compiled loop) and
+    vector_python, runs interleaved."""
     import envs
     from envs.emulation import steploop
 
     plain, close = _plain_step(creator)
+    closers = [close]
     vecs = {}
     steps: dict[str, Callable[[], int]] = {"plain": plain}
+    if per_actor > 1:
+        steps["plain_actor"], close = _plain_envs(creator, per_actor)
+        closers.append(close)
     for key, name in (("vector", "compiled"), ("vector_python", "python")):
         if name not in steploop.IMPLEMENTATIONS:
             continue  # not built: the Python loop is what the actors run
@@ -135,7 +168,8 @@ def _loops(env: str, creator: Callable[[], Any], per_actor: int, seconds: float,
             tick()
         return rates
     finally:
-        close()
+        for close in closers:
+            close()
         for vec in vecs.values():
             vec.close()
 
@@ -296,6 +330,10 @@ def run(env: str, seconds: float, runs: int, json_path: str | None, console: Con
             records[key] = record("emulation", name.split(";")[0], values, cores=cores, env=env,
                                   unit="ratio" if key == "pack" else "steps/s", **layout)
             if key == "plain":
+                if "plain_actor" in loops:
+                    records["plain_actor"] = record("emulation", f"plain loop over one actor's envs {env}, one core",
+                                                    loops["plain_actor"], cores=cores, env=env, unit="steps/s",
+                                                    num_envs=per_actor, num_actors=1)
                 for loop, label in (("vector", "compiled step loop"), ("vector_python", "Python step loop")):
                     if loop in loops:
                         records[loop] = record("emulation", f"one actor's vector {env}, {label}, one core",
@@ -322,6 +360,11 @@ def run(env: str, seconds: float, runs: int, json_path: str | None, console: Con
         records[key]["vs_gym"] = med[key] / med["gym"]
         line = (f"{label}: / ({cores} cores x plain loop) = {med[key] / ceiling:.2f} (target >= 0.85); "
                 f"/ AsyncVectorEnv = {med[key] / med['gym']:.1f}x (target >= 5x)")
+        if "plain_actor" in med:
+            # Where instances crowd a process (NLE), this is what the same envs per core allow.
+            records[key]["vs_actor_ceiling"] = med[key] / (cores * med["plain_actor"])
+            line += (f"; / ({cores} cores x plain loop over one actor's {per_actor} envs) = "
+                     f"{records[key]['vs_actor_ceiling']:.2f}")
         if "puffer" in med:
             records[key]["vs_puffer"] = med[key] / med["puffer"]
             line += f"; / PufferLib Multiprocessing = {med[key] / med['puffer']:.1f}x (target >= 3x)"
@@ -331,7 +374,7 @@ def run(env: str, seconds: float, runs: int, json_path: str | None, console: Con
     console.print(f"pack + unpack / env step: {med['pack']:.1%} (target <= 5%)")
     out = list(records.values())
     if sizing:
-        for key in ("pool", "pool_ready", "vector", "vector_python", "pack", "puffer"):
+        for key in ("pool", "pool_ready", "plain_actor", "vector", "vector_python", "pack", "puffer"):
             if key in records:
                 records[key]["sizing"] = {str(k): v for k, v in sizing.items()}
     if skipped is not None:

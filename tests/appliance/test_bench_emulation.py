@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from appliance.bench.emulation_env import MIN_PER_ACTOR, envs_per_actor
+from appliance.bench.emulation_env import MIN_PER_ACTOR, envs_per_actor, sized_per_actor
 from appliance.cli import main
 
 
@@ -18,9 +18,13 @@ def test_bench_emulation_env_writes_every_entry(tmp_path, capsys) -> None:
     vector = records["one actor's vector CartPole-v1, compiled step loop, one core"]
     assert vector["num_envs"] == 2 and vector["vs_plain"] > 0
     assert records["one actor's vector CartPole-v1, Python step loop, one core"]["vs_plain"] > 0
+    plain_actor = records["plain loop over one actor's envs CartPole-v1, one core"]
+    assert plain_actor["num_envs"] == 2 and plain_actor["steps_per_second"] > 0
     for order in ("turn", "ready"):
         pool = records[f"pool CartPole-v1, order {order}"]
         assert pool["num_envs"] == 4 and pool["order"] == order and pool["vs_ceiling"] > 0 and pool["vs_gym"] > 0
+        ceiling = pool["cores"] * plain_actor["steps_per_second"]
+        assert pool["vs_actor_ceiling"] == pytest.approx(pool["steps_per_second"] / ceiling)
     pack = records["pack + unpack / env step CartPole-v1"]
     assert pack["unit"] == "ratio" and pack["num_envs"] == 2
     assert "step path, compiled loop" in capsys.readouterr().out
@@ -30,6 +34,15 @@ def test_envs_per_actor_follows_the_plain_rate() -> None:
     assert envs_per_actor(100.0) == MIN_PER_ACTOR  # a slow env (Crafter): the floor
     assert envs_per_actor(50_000.0) == 100  # 2 ms of a 20 us step
     assert envs_per_actor(12_345.0) % 2 == 0
+
+
+@pytest.mark.timeout(60)
+def test_sized_per_actor_picks_among_halvings() -> None:
+    chosen, rates = sized_per_actor("CartPole-v1", 16, 0.05)
+    assert set(rates) == {16, 8, 4} and chosen in rates and all(r > 0 for r in rates.values())
+    assert rates[chosen] >= 0.9 * max(rates.values())  # within SIZING_SLACK of the fastest
+    assert all(rates[n] < 0.9 * max(rates.values()) for n in rates if n > chosen)  # and the largest such
+    assert sized_per_actor("CartPole-v1", MIN_PER_ACTOR, 0.05) == (MIN_PER_ACTOR, {})  # nothing to halve
 
 
 @pytest.mark.timeout(120)
