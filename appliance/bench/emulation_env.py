@@ -62,40 +62,22 @@ def _actions(space: Any, shape: tuple[int, ...]) -> list[np.ndarray]:
     return [rng.integers(0, int(space.n), size=shape) for _ in range(CYCLE)]
 
 
-def _plain_step(creator: Callable[[], Any]) -> tuple[Callable[[], int], Callable[[], None]]:
-    """One env stepped CYCLE times per call in a plain loop; returns (step, close)."""
-    env = creator()
-    env.reset(seed=0)
-    step, reset = env.step, env.reset
-    acts = [int(a) for a in _actions(env.action_space, (CYCLE,))[0]]
-
-    def one() -> int:
-        for a in acts:
-            _, _, term, trunc, _ = step(a)
-            if term or trunc:
-                reset()
-        return CYCLE
-
-    return one, env.close
-
-
-def _plain_envs(creator: Callable[[], Any], n: int) -> tuple[Callable[[], int], Callable[[], None]]:
-    """``n`` envs in one process, each stepped once per call in a plain loop; returns (step, close)."""
+def _plain_envs(creator: Callable[[], Any], n: int = 1) -> tuple[Callable[[], int], Callable[[], None]]:
+    """``n`` envs in one process, stepped (and reset at episode ends) in a plain loop, a round
+    over them per action set, CYCLE rounds per call; returns (step, close)."""
     made = [creator() for _ in range(n)]
     for i, env in enumerate(made):
         env.reset(seed=i)
     pairs = [(env.step, env.reset) for env in made]
     acts = [[int(a) for a in row] for row in _actions(made[0].action_space, (n,))]
-    i = 0
 
     def one() -> int:
-        nonlocal i
-        for (step, reset), a in zip(pairs, acts[i % CYCLE], strict=True):
-            _, _, term, trunc, _ = step(a)
-            if term or trunc:
-                reset()
-        i += 1
-        return n
+        for row in acts:
+            for (step, reset), a in zip(pairs, row, strict=True):
+                _, _, term, trunc, _ = step(a)
+                if term or trunc:
+                    reset()
+        return CYCLE * n
 
     def close() -> None:
         for env in made:
@@ -121,7 +103,7 @@ def sized_per_actor(env: str, per_actor: int, seconds: float, **params: Any) -> 
     """
     import envs
 
-    counts = sorted({max(MIN_PER_ACTOR, per_actor // d // 2 * 2) for d in (1, 2, 4)} | {per_actor}, reverse=True)
+    counts = sorted({per_actor} | {max(MIN_PER_ACTOR, per_actor // d // 2 * 2) for d in (2, 4)}, reverse=True)
     if len(counts) == 1:
         return per_actor, {}
     vecs = {n: envs.make(env, num_envs=n, seed=0, **params) for n in counts}
@@ -145,7 +127,7 @@ def _loops(env: str, creator: Callable[[], Any], per_actor: int, seconds: float,
     import envs
     from envs.emulation import steploop
 
-    plain, close = _plain_step(creator)
+    plain, close = _plain_envs(creator)
     closers = [close]
     vecs = {}
     steps: dict[str, Callable[[], int]] = {"plain": plain}
@@ -279,7 +261,7 @@ def run(env: str, seconds: float, runs: int, json_path: str | None, console: Con
     creator, options = _creator(env, dict(params))
     skipped = puffer_missing()
     console.print(f"sizing: a plain loop of {env} for {seconds:g} s ...")
-    one, close = _plain_step(creator)
+    one, close = _plain_envs(creator)
     try:
         timed_rate(one, min(seconds, 0.3))
         plain_rate = timed_rate(one, seconds)

@@ -4,7 +4,7 @@
 Per env and step it calls ``env.step`` through the C API, stores the reward, and
 copies each observation leaf into its arena row with one ``memcpy`` when the leaf is
 a C-contiguous array of the storage dtype (or a Python/numpy integer for an int32
-leaf), and copies nothing when the array already is the row's (an env that writes
+leaf), and copies nothing when the array is the row's own view (an env that writes
 its observation in place, :func:`envs.emulation.vector.observe_in_place`). Anything
 else (a dtype to cast, a strided array, a nested structure) goes through the row's
 :class:`~envs.emulation.layout.Packer`, so every observation lands exactly as the
@@ -77,8 +77,7 @@ cdef class Rows:
         try:
             if view.len != self.sizes[j] or not PyBuffer_IsContiguous(&view, b"C"):
                 return False
-            if view.buf != <void*>dst:  # else the env wrote it in place (observe_in_place)
-                memcpy(dst, view.buf, view.len)
+            memcpy(dst, view.buf, view.len)
         finally:
             PyBuffer_Release(&view)
         return True
