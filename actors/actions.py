@@ -23,8 +23,9 @@ class ActionCheck:
     """:func:`check_actions` for one space and shape, with the bounds computed once.
 
     The pool checks every batch it sends, so the check is one reduction (the max of the
-    actions viewed unsigned) for Discrete starting at 0, two (min, max) otherwise, and
-    no temporary arrays on the happy path.
+    actions viewed unsigned) for ranges starting at 0, two (min, max) otherwise, and no
+    temporary arrays on the happy path; a MultiDiscrete's is one comparison against its
+    bounds tiled to the batch (two with a nonzero start) into a preallocated mask.
     """
 
     def __init__(self, space: gymnasium.Space[Any], shape: tuple[int, ...]) -> None:
@@ -38,6 +39,10 @@ class ActionCheck:
         self._scalar = self.low is not None and self.low.ndim == 0
         if self._scalar and self.low is not None and self.high is not None:  # high is set with low
             self._lo, self._hi = int(self.low), int(self.high)
+        # MultiDiscrete: the leading (row) axes the per-column reductions run over.
+        self._zero_low = self.low is not None and not self.low.any()
+        self._tiles: dict[np.dtype, tuple[np.dtype | None, np.ndarray, np.ndarray]] = {}
+        self._mask = np.empty(self.shape, dtype=bool)  # scratch for the MultiDiscrete check
         self._unsigned: dict[np.dtype, np.dtype] = {}  # per integer dtype, for _out_of_range
 
     def _out_of_range(self, actions: np.ndarray) -> bool:
@@ -51,6 +56,35 @@ class ActionCheck:
             np.minimum.reduce(actions, axis=None) < self._lo or np.maximum.reduce(actions, axis=None) >= self._hi
         )
 
+    def _columns_out_of_range(self, actions: np.ndarray) -> bool:
+        """A MultiDiscrete's check: one comparison against the bounds tiled to the batch's shape.
+
+        Viewed unsigned when every range starts at 0 (negatives are huge), into a preallocated
+        mask: a reduction per column over the rows would cost numpy a slow strided loop.
+        """
+        tiles = self._tiles.get(actions.dtype)
+        if tiles is None:
+            tiles = self._tiles[actions.dtype] = self._tile(actions.dtype)
+        unsigned, high, low = tiles
+        if unsigned is not None:
+            np.greater_equal(actions.view(unsigned), high, out=self._mask)
+            return bool(self._mask.any())
+        np.greater_equal(actions, high, out=self._mask)
+        if self._mask.any():
+            return True
+        np.less(actions, low, out=self._mask)
+        return bool(self._mask.any())
+
+    def _tile(self, dtype: np.dtype) -> tuple[np.dtype | None, np.ndarray, np.ndarray]:
+        """(the unsigned view's dtype or None, high and low tiled to the batch's shape)."""
+        assert self.low is not None and self.high is not None
+        unsigned = np.dtype(f"u{dtype.itemsize}")
+        if self._zero_low and int(self.high.max()) <= np.iinfo(unsigned).max:
+            return unsigned, np.ascontiguousarray(np.broadcast_to(self.high.astype(unsigned), self.shape)), self.low
+        # Bounds the dtype cannot hold compare as int64 (a slower, rare case: an int8 batch for n > 127).
+        return (None, np.ascontiguousarray(np.broadcast_to(self.high, self.shape)),
+                np.ascontiguousarray(np.broadcast_to(self.low, self.shape)))
+
     def __call__(self, actions: Any) -> np.ndarray:
         if not isinstance(actions, np.ndarray):
             actions = np.asarray(actions)
@@ -61,9 +95,7 @@ class ActionCheck:
             if kind not in "iu":
                 raise ValueError(f"actions must have an integer dtype for {space}, got {actions.dtype}")
             if actions.size and (
-                self._out_of_range(actions)
-                if self._scalar
-                else ((actions < self.low) | (actions >= self.high)).any()
+                self._out_of_range(actions) if self._scalar else self._columns_out_of_range(actions)
             ):
                 bad = (actions < self.low) | (actions >= self.high)
                 row = int(np.argwhere(bad)[0][0])
