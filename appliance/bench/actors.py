@@ -295,10 +295,10 @@ def _print_ratios(records: list[dict], cores: int, per_core: int, console: Conso
             f"{entry['steps_per_second'] / together['steps_per_second']:.2f} (target >= 0.90)",
             f"CPU per agent-step, raw C loop on {cores} cores / pool ({cores} actors{label}): "
             f"{together['cpu_ns_per_step'] / entry['cpu_ns_per_step']:.2f}",
+            f"pool ({cores} actors{label}) / (raw C loop, 1 core) x {cores}: "
+            f"{entry['steps_per_second'] / (raw['steps_per_second'] * cores):.2f}",
         ]
     lines += [
-        f"pool ({cores} actors) / (raw C loop, 1 core) x {cores}: "
-        f"{pool['steps_per_second'] / (raw['steps_per_second'] * cores):.2f}",
         f"pool ({crowded} actors) / pool ({cores} actors), same envs: "
         f"{rate[f'pool, {crowded} actors'] / pool['steps_per_second']:.2f} (target >= 0.70)",
         f"pool ({crowded} actors) / pool ({cores} actors), same envs per actor: "
