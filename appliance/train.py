@@ -125,11 +125,12 @@ def finished(run_dir: Path, config: dict[str, Any]) -> str | None:
         return None
     if reached and target and target <= was:
         why = f"it reached --target-return {was:g}"
-        how = (f"pass --resume --target-return 0 (off) or one above {was:g}, and --total-steps N above "
-               f"{steps:,} if its {total:,} are not enough")
+        how = (f"pass --resume --target-return 0 (off) or one above {was:g}, and --total-steps N of at least "
+               f"{steps + per_update:,} (one more update) if its {total:,} are not enough")
     else:
         why = f"it trained its {steps:,} of {total:,} agent steps"
-        how = f"pass --resume --total-steps N with N above {steps:,}"
+        # Budgets round down to whole updates: name the smallest one that trains another.
+        how = f"pass --resume --total-steps N with N at least {steps + per_update:,} (one more update)"
     return f"run {run_dir} is finished: {why}, at update {updates}; nothing was changed. To train it further, {how}."
 
 

@@ -233,6 +233,15 @@ def _train(
             _agree_on_resume(path, updates, world)
             print(f"rank {rank} resumed from {path} (update {updates}, agent steps {agent_steps})",
                   file=sys.stderr, flush=True)
+        if resume:
+            # The steps left, in batches of this run's size: a resumed run may change the batch
+            # (env.num_envs, ppo.num_steps), so its budget counts agent steps, not updates.
+            num_updates = updates + max(0, (tcfg.total_steps - agent_steps) // batch_steps)
+            if num_updates == updates and rank == 0:
+                print(f"the {max(0, tcfg.total_steps - agent_steps):,} agent steps left of --total-steps "
+                      f"{tcfg.total_steps:,} are less than one update ({batch_steps:,}): nothing to train",
+                      file=sys.stderr, flush=True)
+        planned_steps = agent_steps + (num_updates - updates) * batch_steps
         model: torch.nn.Module = policy
         if world > 1:
             model = torch.nn.parallel.DistributedDataParallel(
@@ -241,7 +250,7 @@ def _train(
         if rank == 0:
             save_config(config, run_dir / "config.toml")
         reporter = (
-            Reporter(num_updates * batch_steps, tcfg.log_every_seconds, live=live)
+            Reporter(planned_steps, tcfg.log_every_seconds, live=live)
             if rank == 0
             else None
         )
@@ -376,7 +385,7 @@ def _train(
             "parameters_sha256": parameters_digest(policy),
             "dropped_transitions": rollout.dropped,  # grouped pools only; 0 with ActorPool's round-robin
             "phase_seconds": _phases(rollout.times, learn_s, wall),
-            "total_steps": num_updates * batch_steps,
+            "total_steps": planned_steps,
             "target_return": target or None,
             "outcome": outcome,  # finished, target_reached, target_missed, stopped or pruned
             "stop_signal": stop.signal,

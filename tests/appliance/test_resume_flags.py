@@ -35,6 +35,29 @@ def test_resume_if_present_starts_fresh_then_continues(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "summary.json").read_text())["resumed_from_update"] == 2
 
 
+@pytest.mark.parametrize(("num_envs", "updates"), [(4, 4), (16, 1)])
+def test_a_resumed_run_with_another_batch_trains_the_steps_left(tmp_path: Path, num_envs: int,
+                                                                 updates: int) -> None:
+    """The budget counts agent steps: 128 of 256 done in batches of 64, then 32 or 128 per update."""
+    assert _train(tmp_path, "--total-steps", "128") == 0
+    assert _train(tmp_path, "--resume", "--total-steps", "256", "--set", f"env.num_envs={num_envs}") == 0
+    _, state = checkpoint.load_latest(tmp_path)
+    assert state["updates"] == 2 + updates and state["agent_steps"] == 256
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["total_steps"] == 256 and summary["agent_steps"] == 256
+
+
+def test_a_finished_run_names_the_budget_that_trains_one_more_update(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert _train(tmp_path, "--total-steps", "128") == 0
+    capsys.readouterr()
+    assert _train(tmp_path, "--resume", "--total-steps", "150") == 0  # rounds down to 128: finished
+    assert "at least 192 (one more update)" in " ".join(capsys.readouterr().out.split())
+    assert _train(tmp_path, "--resume", "--total-steps", "192") == 0
+    assert checkpoint.load_latest(tmp_path)[1]["agent_steps"] == 192
+
+
 def test_resume_without_a_checkpoint_names_the_dir(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert _train(tmp_path / "empty", "--resume") == 2
     err = _err(capsys)
