@@ -14,9 +14,13 @@ and close their actors.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import socket
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -56,9 +60,14 @@ def should_resume(run_dir: str | None, resume: bool, resume_if_present: bool) ->
 
 
 def resolve(
-    env: str | None, overrides: list[str], run_dir: str | None, resume: bool, extra: dict[str, Any]
+    env: str | None, overrides: list[str], run_dir: str | None, resume: bool, extra: dict[str, Any],
+    preview: bool = False,
 ) -> tuple[dict[str, Any], Path]:
-    """The resolved config and the run directory; refuses to overwrite a run unless resuming."""
+    """The resolved config and the run directory; refuses to overwrite a run unless resuming.
+
+    ``preview`` (`appliance config`): a device named outright (cpu, cuda) shapes the config
+    whether or not this machine has it, so a CPU machine can show a GPU run's config.
+    """
 
     if run_dir and Path(run_dir).exists() and not Path(run_dir).is_dir():
         raise ValueError(f"--run-dir {run_dir} is not a directory")
@@ -75,6 +84,9 @@ def resolve(
         if env is not None and env != config["env"]["name"]:
             raise ValueError(f"--env {env} differs from the run's env {config['env']['name']}")
     else:
+        if env is not None and not env.strip():
+            raise ValueError("--env is empty: name an env (`appliance envs` lists them), or leave --env out for "
+                             f"{default_env()}")
         env = env or default_env()
         # Shipped TOML, else a generic config from the env's spaces (Gymnasium ids, PettingZoo,
         # atari/ ROMs); an env that cannot be made is a ValueError from configs.load.
@@ -97,7 +109,9 @@ def resolve(
     if not resume:  # a resumed run's config already went through this
         from learner.train import resolve_device
 
-        config = configs.for_device(config, resolve_device(config["train"]["device"]).type, pinned)
+        device = config["train"]["device"]
+        kind = device if preview and device in ("cpu", "cuda") else resolve_device(device).type
+        config = configs.for_device(config, kind, pinned)
     configs.validate(config, pinned)  # the whole config, before anything is created or printed
     from learner.pools import check_remote
 
@@ -158,6 +172,10 @@ def local_ranks(config: dict[str, Any], ranks: int | None) -> int:
                 f"--ranks {ranks}: on CUDA there is one rank per GPU ({torch.cuda.device_count()})"
             )
         return torch.cuda.device_count()
+    cores = len(os.sched_getaffinity(0))
+    if ranks is not None and ranks > cores:
+        raise ValueError(f"--ranks {ranks} is more than the {cores} cores this process may use: each CPU rank "
+                         f"needs a core of its own (--ranks {cores} at most)")
     return ranks or 1
 
 
@@ -239,7 +257,14 @@ def _rank_main(
     resume: bool,
     metrics_port: int,
     metrics_addr: str,
+    notes: Path,
 ) -> None:
+    """One spawned rank. It starts with SIGINT and SIGTERM ignored (see :func:`_spawn_ranks`), so a
+    Ctrl-C while it imports is no traceback; a refusal goes to ``notes`` for the launcher to print."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if (notes / "stop").exists():  # the launcher was signalled while this rank ignored it
+        return
     os.environ.update(
         RANK=str(local_rank),
         LOCAL_RANK=str(local_rank),
@@ -248,7 +273,11 @@ def _rank_main(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )
-    _train_rank(config, run_dir, resume, metrics_port, metrics_addr)
+    try:  # a KeyboardInterrupt ends the rank quietly (torch's spawn wrapper): the launcher decides
+        _train_rank(config, run_dir, resume, metrics_port, metrics_addr)
+    except (ValueError, OSError) as e:  # the sentences appliance.cli prints for one rank
+        (notes / f"error-{local_rank}").write_text(str(e) or type(e).__name__)
+        sys.exit(2)
 
 
 def launch(
@@ -269,31 +298,70 @@ def launch(
     world = world or local_ranks(config, ranks)
     if world == 1:
         return _train_rank(config, run_dir, resume, metrics_port, metrics_addr)
+    made = checkpoint.missing_top(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    context = mp.start_processes(
-        _rank_main,
-        args=(world, free_port(), config, run_dir, resume, metrics_port, metrics_addr),
-        nprocs=world,
-        start_method="spawn",
-        join=False,
-    )
-
-    received: list[str] = []
-
-    def forward(signum: int, frame: Any) -> None:
-        received.append(signal.Signals(signum).name)
-        for proc in context.processes:
-            if proc.is_alive():
-                os.kill(proc.pid, signum)  # each rank stops at the same update and checkpoints
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while not context.join(timeout=1.0):
-            pass
+        return _spawn_ranks(config, run_dir, resume, world, metrics_port, metrics_addr)
+    except BaseException:
+        checkpoint.remove_if_empty(run_dir, made)  # a run refused before it wrote anything leaves no directory
+        raise
+
+
+def _spawn_ranks(config: dict[str, Any], run_dir: Path, resume: bool, world: int, metrics_port: int,
+                 metrics_addr: str) -> dict[str, Any]:
+    """Spawns ``world`` local ranks, forwards SIGINT and SIGTERM to them, returns rank 0's summary.
+
+    A rank's refusal (a ValueError or OSError) is raised here as one ValueError, the lowest
+    rank's; a signal that stops the ranks before this launch wrote a summary, as KeyboardInterrupt.
+    """
+    started = time.time()
+    notes = Path(tempfile.mkdtemp(prefix="appliance-ranks-"))
+    received: list[str] = []
+    # Its "terminating process N" warning when one rank fails: the failure itself is what we report.
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
+    try:
+        # Ignored while spawning, so the children start ignoring them (an ignored signal stays so
+        # across exec) until _rank_main installs its handlers; the window here is short.
+        ignored = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            context = mp.start_processes(
+                _rank_main,
+                args=(world, free_port(), config, run_dir, resume, metrics_port, metrics_addr, notes),
+                nprocs=world,
+                start_method="spawn",
+                join=False,
+            )
+        finally:
+            for sig, handler in ignored.items():
+                signal.signal(sig, handler)
+
+        def forward(signum: int, frame: Any) -> None:
+            received.append(signal.Signals(signum).name)
+            (notes / "stop").touch()  # first: a rank that still ignores signals finds it when it starts
+            for proc in context.processes:
+                if proc.is_alive():
+                    os.kill(proc.pid, signum)  # each rank stops at the same update and checkpoints
+
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            while not context.join(timeout=1.0):
+                pass
+        except mp.ProcessExitedException:
+            errors = sorted(notes.glob("error-*"), key=lambda p: int(p.name.split("-")[1]))
+            if errors:
+                raise ValueError(errors[0].read_text()) from None
+            if received:  # a rank killed while it could not stop cleanly (torch's join then ends the rest)
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    summary = json.loads((run_dir / "summary.json").read_text())
+        shutil.rmtree(notes, ignore_errors=True)
+    written = run_dir / "summary.json"
+    if received and (not written.exists() or written.stat().st_mtime < started):
+        raise KeyboardInterrupt  # stopped before the first update: nothing to report (a resumed run's is older)
+    summary = json.loads(written.read_text())
     if received:  # what the launcher got decides the exit code (a rank may have seen only the forward)
         summary["stop_signal"] = received[0]
     return summary

@@ -119,3 +119,27 @@ def load_latest(run_dir: Path, map_location: str | torch.device = "cpu") -> tupl
     if not found:
         raise CheckpointError(f"no checkpoint in {checkpoint_dir(run_dir)}")
     return found[-1], load(found[-1], map_location)
+
+
+def missing_top(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist yet (None: ``folder`` exists)."""
+    top = None
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        top = path
+    return top
+
+
+def remove_if_empty(folder: Path, top: Path | None) -> None:
+    """Removes ``folder`` and its parents up to ``top`` while they are empty: what a run made
+    (``top`` from :func:`missing_top` before it did) and then was refused before it wrote a file."""
+    if top is None:
+        return
+    for path in (folder, *folder.parents):
+        try:
+            path.rmdir()
+        except OSError:
+            return  # not empty, or gone: left as it is
+        if path == top:
+            return

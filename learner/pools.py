@@ -100,6 +100,12 @@ def actor_layout(config: dict[str, Any], cores: int | None = None) -> tuple[int,
                 continue
             batch = num_envs // g
             break
+        if not batch:  # no grouping fits: the layout's own reason, in the config's terms
+            try:
+                plan_layout(num_envs, actors, num_envs, local=local)
+            except ValueError as e:
+                raise ValueError(f"no actor-pool layout fits env.num_envs = {num_envs} with pool.num_actors = "
+                                 f"{actors}: {e}") from None
     return actors, batch
 
 

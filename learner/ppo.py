@@ -36,6 +36,17 @@ def _wmean(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return (x * w).sum() / w.sum().clamp(min=1.0)
 
 
+def check_split(cfg: PPOConfig, steps: int, rows: int, recurrent: bool) -> int:
+    """The units a rollout of ``steps`` x ``rows`` splits into minibatches (env rows when
+    ``recurrent``: whole sequences; else single steps); raises one sentence when too few."""
+    units = rows if recurrent else steps * rows
+    if units < cfg.minibatches:
+        what = (f"{rows} env rows (the LSTM splits whole sequences)" if recurrent
+                else f"{units} steps (ppo.num_steps x agents)")
+        raise ValueError(f"ppo.minibatches ({cfg.minibatches}) exceeds the {what} of each rollout to split")
+    return units
+
+
 def update(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -51,10 +62,7 @@ def update(
     """
     steps, rows = batch["masks"].shape
     device = batch["masks"].device
-    # Minibatches index env rows (recurrent: whole sequences) or single steps.
-    units = rows if recurrent else steps * rows
-    if units < cfg.minibatches:
-        raise ValueError(f"ppo.minibatches ({cfg.minibatches}) exceeds the {units} rows/steps to split")
+    units = check_split(cfg, steps, rows, recurrent)
     size = units // cfg.minibatches
     flat = {
         k: v.reshape(1, steps * rows, *v.shape[2:])

@@ -180,11 +180,15 @@ def train(
     if tcfg.deterministic:
         torch.use_deterministic_algorithms(True)
     run_dir = Path(run_dir)
+    made = checkpoint.missing_top(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     announce = f"stopping after this update: checkpoint to {checkpoint.checkpoint_dir(run_dir)}/"
     stop = StopRequest(announce if rank == 0 else None)
     try:
         return _train(config, run_dir, resume, stop_after, live, rank, world, device, metrics, stop, on_update)
+    except BaseException:
+        checkpoint.remove_if_empty(run_dir, made)  # a run refused before it wrote anything leaves no directory
+        raise
     finally:
         stop.restore()
         if distributed and dist.is_initialized():
@@ -214,6 +218,7 @@ def _train(
         policy = make_policy(config, pool.single_observation_space, pool.single_action_space).to(device)
         optimizer = _adam(policy, cfg.lr)
         rollout = Rollout(policy, pool, cfg.num_steps, device)
+        ppo.check_split(cfg, cfg.num_steps, pool.num_agents, policy.lstm is not None)  # before anything is saved
         batch_steps = cfg.num_steps * pool.num_agents * world
         num_updates = max(1, tcfg.total_steps // batch_steps)
         every = tcfg.checkpoint_every

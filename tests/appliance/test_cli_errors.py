@@ -14,9 +14,11 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -274,3 +276,84 @@ def test_shm_fix_suggests_a_size_above_the_need() -> None:
 
 def test_dashboard_push_names_the_flags(workdir, cli) -> None:
     refused(cli("dashboard", "push", "--url", "http://127.0.0.1:1"), "--token", "--user", "--password")
+
+
+@pytest.mark.parametrize(
+    ("override", "needles"),
+    [
+        ("ppo.minibatches=100000", ["ppo.minibatches (100000)", "4096 steps"]),
+        ("pool.kind=actors --set pool.num_actors=3 --set env.num_envs=4",
+         ["env.num_envs = 4", "pool.num_actors = 3", "divisible"]),
+    ],
+    ids=["minibatches", "layout"],
+)
+def test_a_refusal_after_start_up_leaves_no_run_dir(workdir, cli, override, needles) -> None:
+    """Checked once the env is made: the start-up line shows, but no directory stays behind."""
+    sets = [arg for part in override.split(" --set ") for arg in ("--set", part)]
+    refused(cli("train", "--env", "cartpole", "--metrics-port", "0", *sets), *needles)
+
+
+def test_more_cpu_ranks_than_cores_are_refused(workdir, cli) -> None:
+    cores = len(os.sched_getaffinity(0))
+    refused(cli("train", "--env", "cartpole", "--device", "cpu", "--metrics-port", "0", "--ranks", str(cores + 1)),
+            f"--ranks {cores + 1}", f"{cores} cores", f"--ranks {cores} at most")
+
+
+@pytest.mark.parametrize(("var", "argv", "option"), [
+    ("APPLIANCE_METRICS_PORT", ["health"], "--port"),
+    ("APPLIANCE_METRICS_PORT", ["train", "--env", "cartpole"], "--metrics-port"),
+    ("APPLIANCE_TOTAL_STEPS", ["train", "--env", "cartpole"], "--total-steps"),
+])
+def test_a_bad_value_from_the_environment_names_its_variable(workdir, monkeypatch, capsys, var, argv,
+                                                             option) -> None:
+    monkeypatch.setenv(var, "xyz")
+    assert main(["envs"]) == 0  # other commands do not mind
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}:" in err and "'xyz'" in err and f"(from ${var})" in err
+
+
+def test_two_ranks_refuse_in_one_line_and_leave_no_run_dir(workdir) -> None:
+    """A rank's refusal reaches the launcher's stderr as the same one sentence, exit 2."""
+    result = appliance("train", "--env", "cartpole", "--device", "cpu", "--ranks", "2", "--metrics-port", "0",
+                       "--set", "ppo.minibatches=100000", "--run-dir", "run", cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    refused(result, "appliance train: ppo.minibatches (100000)")
+
+
+def test_ctrl_c_while_two_ranks_start_is_interrupted_not_a_traceback(workdir) -> None:
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "80"}
+    proc = subprocess.Popen([sys.executable, "-m", "appliance", "train", "--env", "cartpole", "--device", "cpu",
+                             "--ranks", "2", "--metrics-port", "0", "--run-dir", "run"],
+                            cwd=workdir, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(workdir.glob("run")) and time.monotonic() < deadline:  # the ranks are being spawned
+            time.sleep(0.05)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Exception" not in err, err
+    shutil.rmtree(workdir / "run", ignore_errors=True)  # a rank that got as far as an update checkpointed
+
+
+@pytest.mark.parametrize(("out", "needles"), [
+    ("afile", ["--out", "afile is a file"]),
+    ("afile/x.gif", ["afile is a file, not a directory"]),
+    ("game.png", ["one image cannot hold the game", ".gif"]),
+])
+def test_render_refuses_an_out_it_cannot_write_before_playing(workdir, cli, out, needles) -> None:
+    (workdir / "afile").write_bytes(b"mine\n")
+    refused(cli("render", "moba", "--out", out), *needles)
+    assert (workdir / "afile").read_bytes() == b"mine\n"
+    (workdir / "afile").unlink()  # the fixture wants the cwd as it found it
+
+
+def test_render_of_a_missing_run_dir_says_it_does_not_exist(workdir, cli) -> None:
+    refused(cli("render", "moba", "runs/nosuch", "--out", "g.gif"), "run directory runs/nosuch does not exist")

@@ -52,7 +52,7 @@ def test_resume_of_a_finished_run_says_so_and_changes_nothing(finished_run, caps
         assert main(["train", "--run-dir", str(finished_run), flag, "--metrics-port", "0"]) == 0
         out = one_line(capsys.readouterr().out)
         assert "is finished" in out and "nothing was changed" in out and "--total-steps" in out, out
-        assert "above 128" in out
+        assert "at least 192 (one more update)" in out  # 128 + one update of 64
         assert digest(finished_run) == before
 
 
