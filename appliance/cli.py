@@ -15,7 +15,12 @@ def _number(kind: type, low: float, strict: bool):  # noqa: ANN202 - an argparse
     """An argparse type: ``kind(text)``, refused unless it is > ``low`` (``strict``) or >= ``low``."""
 
     def parse(text: str) -> float | int:
-        value = kind(text)
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be {'a whole number' if kind is int else 'a number'}, got {text!r}"
+            ) from None
         if not (value > low if strict else value >= low):
             raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {text}")
         return value
@@ -31,6 +36,22 @@ _nonnegative_int = _number(int, 0, strict=False)
 
 def _env_default(name: str, default: str) -> str:
     return os.environ.get(name, default)
+
+
+def _from_env(name: str, convert: Any) -> Any:
+    """``convert`` for an option whose default comes from $``name``: a bad value says it came from there
+    (argparse converts a default only when the option is not given, so nothing fails while building)."""
+
+    def from_env(text: str) -> Any:
+        try:
+            return convert(text)
+        except argparse.ArgumentTypeError as e:
+            if os.environ.get(name) == text:
+                raise argparse.ArgumentTypeError(f"{e} (from ${name})") from None
+            raise
+
+    from_env.__name__ = getattr(convert, "__name__", "value")  # argparse names a failed type by it
+    return from_env
 
 
 def _cores(text: str) -> list[int]:
@@ -76,7 +97,8 @@ def _add_run_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override a config value (repeatable)")
     cmd.add_argument(
-        "--metrics-port", type=_port, default=_env_default("APPLIANCE_METRICS_PORT", "9100"),
+        "--metrics-port", type=_from_env("APPLIANCE_METRICS_PORT", _port),
+        default=_env_default("APPLIANCE_METRICS_PORT", "9100"),
         help="base Prometheus port, rank r serves on PORT+r; 0 disables (default $APPLIANCE_METRICS_PORT or 9100)",
     )
     cmd.add_argument(
@@ -108,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     health.add_argument("--host", default="127.0.0.1", help="address to query (default 127.0.0.1)")
     health.add_argument(
-        "--port", type=int, default=int(_env_default("APPLIANCE_METRICS_PORT", "9100")),
+        "--port", type=_from_env("APPLIANCE_METRICS_PORT", _port),
+        default=_env_default("APPLIANCE_METRICS_PORT", "9100"),
         help="metrics port (default $APPLIANCE_METRICS_PORT or 9100)",
     )
     health.add_argument("--timeout", type=_positive_float, default=5.0, help="seconds to wait (default 5)")
@@ -205,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train PPO on an env (all GPUs, else the CPU)")
     _add_run_options(train)
-    train.add_argument("--total-steps", type=_positive_int, default=os.environ.get("APPLIANCE_TOTAL_STEPS") or None,
+    train.add_argument("--total-steps", type=_from_env("APPLIANCE_TOTAL_STEPS", _positive_int),
+                       default=os.environ.get("APPLIANCE_TOTAL_STEPS") or None,
                        help="agent steps to train for (default $APPLIANCE_TOTAL_STEPS, else the config's)")
     train.add_argument("--target-return", type=float, help="stop at this mean return (last 100)")
     train.add_argument("--seed", type=int, help="base seed (each rank's envs get their own)")
@@ -226,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
         "config", help="the config `appliance train` would run, as TOML; or the reference of every key (--markdown)"
     )
     config.add_argument("--env", help="env whose config to show (default: snake)")
-    config.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's (auto)")
+    config.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                        help="the config for this device, on this machine or not (default: the config's, auto)")
     config.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config value (repeatable)")
     config.add_argument("--markdown", action="store_true",
@@ -288,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                            help="fix a config value for every trial (repeatable)")
     sweep_cmd.add_argument(
-        "--metrics-port", type=_port, default=_env_default("APPLIANCE_SWEEP_METRICS_PORT", "0"),
+        "--metrics-port", type=_from_env("APPLIANCE_SWEEP_METRICS_PORT", _port),
+        default=_env_default("APPLIANCE_SWEEP_METRICS_PORT", "0"),
         help="serve the sweep's progress for Prometheus on this port (default $APPLIANCE_SWEEP_METRICS_PORT or 0, off)",
     )
     sweep_cmd.add_argument("--metrics-addr", default="127.0.0.1", help="address /metrics listens on")
@@ -306,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="mean return of a run's greedy policy")
     evaluate.add_argument("run_dir", metavar="RUN_DIR")
     evaluate.add_argument("--episodes", type=_positive_int, default=100,
-                          help="episodes, or games with --opponent (default 100)")
+                          help="episodes, or games with --opponent (default 100); at least this many, counted as"
+                               " they end (a moba game ends 5 heroes' episodes at once)")
     evaluate.add_argument("--opponent", choices=("self", "scripted", "random"),
                           help="team games (moba): play against this opponent and report the win rate")
     evaluate.set_defaults(func=cmd_eval)
@@ -540,7 +567,7 @@ def cmd_config(args: argparse.Namespace, console: Console) -> int:
 
     from . import train
 
-    config, _ = train.resolve(args.env, args.overrides, None, False, {"train.device": args.device})
+    config, _ = train.resolve(args.env, args.overrides, None, False, {"train.device": args.device}, preview=True)
     sys.stdout.write(tomli_w.dumps(config))
     return 0
 
@@ -550,7 +577,7 @@ def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
 
     from . import doctor, train
 
-    config, _ = train.resolve(args.env, args.overrides, None, False, {"train.device": args.device})
+    config, _ = train.resolve(args.env, args.overrides, None, False, {"train.device": args.device}, preview=True)
     world = train.local_ranks(config, args.ranks)
     checks = train.checks(config, world, args.metrics_port, args.metrics_addr)
     out = Table(title=f"appliance doctor: {config['env']['name']}, {world} rank(s) on this machine")

@@ -87,6 +87,20 @@ def _policy(run_dir: str | Path, obs_space: Any, act_space: Any) -> tuple[Any, d
     return policy, state["config"]
 
 
+def _check_out(out: Path) -> None:
+    """Refuses an ``out`` that cannot take the frames, in one sentence."""
+    if out.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp"):
+        raise ValueError(f"--out {out}: one image cannot hold the game; name a .gif, or a directory for one "
+                         "PNG per frame")
+    if out.suffix.lower() == ".gif":
+        if out.is_dir():
+            raise ValueError(f"--out {out} is a directory; name a .gif file")
+        if out.parent.exists() and not out.parent.is_dir():
+            raise ValueError(f"--out {out}: {out.parent} is a file, not a directory")
+    elif out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; name a .gif, or a directory for one PNG per frame")
+
+
 def render(run_dir: str | Path | None, out: str | Path, opponent: str = "scripted", steps: int = 600,
            every: int = 2, scale: int = 8, seed: int = 0) -> list[Frame]:
     """Plays one game (up to ``steps`` ticks) and writes every ``every``-th frame to ``out``.
@@ -95,9 +109,13 @@ def render(run_dir: str | Path | None, out: str | Path, opponent: str = "scripte
     """
     from learner.evaluate import OPPONENTS
 
+    _check_out(Path(out))  # before the game is played
     params: dict[str, Any] = {}
     policy = None
     if run_dir is not None:
+        if not Path(run_dir).is_dir():
+            what = "is a file, not a run directory" if Path(run_dir).exists() else "does not exist"
+            raise ValueError(f"run directory {run_dir} {what}")
         from learner import checkpoint
         from learner.config import complete
 

@@ -81,7 +81,8 @@ static int read_params(const EnvKind *k, PyObject *seq, double *out) {
         }
         if (!(v >= p->min && v <= p->max) || (p->integer && v != (double)(long long)v)) {
             /* PyErr_Format has no %g: the bounds go in as Python numbers (ints for whole-number params). */
-            PyObject *got = PyFloat_FromDouble(v);
+            int whole = v > -1e18 && v < 1e18 && v == (double)(long long)v; /* shown as 2, not 2.0 */
+            PyObject *got = whole ? PyLong_FromDouble(v) : PyFloat_FromDouble(v);
             PyObject *lo = p->integer ? PyLong_FromDouble(p->min) : PyFloat_FromDouble(p->min);
             PyObject *hi = p->integer ? PyLong_FromDouble(p->max) : PyFloat_FromDouble(p->max);
             if (got && lo && hi)

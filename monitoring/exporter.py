@@ -102,6 +102,10 @@ def _port_error(addr: str, port: int, exc: OSError) -> MetricsPortError:
     else:
         reason = f"cannot be bound ({exc.strerror or exc})"
     advice = "pass --metrics-port with another base port, or 0 to disable"
+    if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, socket.gaierror):
+        # The address is what is wrong (not this host's, or not an address at all), not the port.
+        reason = f"cannot be bound: {addr} is not an address of this machine ({exc.strerror or exc})"
+        advice = "pass --metrics-addr with one of its addresses (0.0.0.0: all of them), or --metrics-port 0"
     error = MetricsPortError(f"metrics port {port} on {addr} {reason}; {advice}")
     error.errno = exc.errno  # kept for callers; the message stays one sentence
     return error

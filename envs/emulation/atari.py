@@ -15,6 +15,7 @@ Rewards are clipped to [-1, 1] here rather than in ALE, so that
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,7 +36,10 @@ def game_of(name: str) -> str:
     from ale_py import roms
 
     game = name[len(PREFIX):]
-    if not game or roms.get_rom_path(game) is None:
+    with warnings.catch_warnings():  # ALE warns "Rom X not supported." too: the sentence below says it
+        warnings.simplefilter("ignore", UserWarning)
+        path = roms.get_rom_path(game) if game else None
+    if path is None:
         raise ValueError(f"unknown env '{name}': ALE has no ROM '{game}' (snake_case, e.g. atari/ms_pacman)")
     return game
 

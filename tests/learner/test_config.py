@@ -219,6 +219,18 @@ def test_a_run_directory_written_before_the_schema_still_loads(tmp_path, capsys)
     assert saved["policy"]["hidden"] == 8 and saved["train"]["seed"] == 3  # the run's own config, completed
 
 
+def test_appliance_config_shows_either_device_s_config_on_any_machine(capsys) -> None:
+    """A CPU machine previews a GPU run's config (its [on_cpu] table not applied), and the reverse."""
+    shown = {}
+    for device in ("cpu", "cuda"):
+        assert main(["config", "--env", "snake", "--device", device]) == 0
+        shown[device] = tomllib.loads(capsys.readouterr().out)
+    shipped = tomllib.loads((Path(C.__file__).parent / "configs" / "snake.toml").read_text())
+    assert shown["cuda"]["env"]["num_envs"] == shipped["env"]["num_envs"]
+    assert shown["cpu"]["env"]["num_envs"] == shipped["on_cpu"]["env.num_envs"] != shipped["env"]["num_envs"]
+    assert shown["cuda"]["train"]["device"] == "cuda"
+
+
 def test_appliance_config_prints_the_resolved_config_and_the_reference(capsys) -> None:
     assert main(["config", "--env", "cartpole", "--device", "cpu", "--set", "ppo.lr=0.5"]) == 0
     printed = tomllib.loads(capsys.readouterr().out)
