@@ -39,7 +39,7 @@ class ActionCheck:
         self._scalar = self.low is not None and self.low.ndim == 0
         if self._scalar and self.low is not None and self.high is not None:  # high is set with low
             self._lo, self._hi = int(self.low), int(self.high)
-        # MultiDiscrete: the leading (row) axes the per-column reductions run over.
+        # MultiDiscrete: whether every range starts at 0, and per dtype the bounds tiled to the batch.
         self._zero_low = self.low is not None and not self.low.any()
         self._tiles: dict[np.dtype, tuple[np.dtype | None, np.ndarray, np.ndarray]] = {}
         self._mask = np.empty(self.shape, dtype=bool)  # scratch for the MultiDiscrete check

@@ -113,13 +113,10 @@ def render(run_dir: str | Path | None, out: str | Path, opponent: str = "scripte
     params: dict[str, Any] = {}
     policy = None
     if run_dir is not None:
-        if not Path(run_dir).is_dir():
-            what = "is a file, not a run directory" if Path(run_dir).exists() else "does not exist"
-            raise ValueError(f"run directory {run_dir} {what}")
         from learner import checkpoint
         from learner.config import complete
 
-        _, state = checkpoint.load_latest(Path(run_dir))
+        _, state = checkpoint.load_latest(checkpoint.check_run_dir(run_dir))
         config = complete(state["config"])
         if config["env"]["name"] != "moba":
             raise ValueError(f"{run_dir} trained {config['env']['name']}, not moba")

@@ -121,6 +121,16 @@ def load_latest(run_dir: Path, map_location: str | torch.device = "cpu") -> tupl
     return found[-1], load(found[-1], map_location)
 
 
+def check_run_dir(run_dir: str | Path) -> Path:
+    """``run_dir`` as a Path, or one sentence when it is missing or a file (eval, render)."""
+    path = Path(run_dir)
+    if not path.exists():
+        raise ValueError(f"run directory {run_dir} does not exist (appliance train writes runs/ENV-TIMESTAMP)")
+    if not path.is_dir():
+        raise ValueError(f"{run_dir} is not a run directory (it is a file)")
+    return path
+
+
 def missing_top(folder: Path) -> Path | None:
     """The outermost of ``folder`` and its parents that does not exist yet (None: ``folder`` exists)."""
     top = None

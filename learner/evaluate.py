@@ -36,11 +36,7 @@ def evaluate(
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    if not Path(run_dir).exists():
-        raise ValueError(f"run directory {run_dir} does not exist (appliance train writes runs/ENV-TIMESTAMP)")
-    if not Path(run_dir).is_dir():
-        raise ValueError(f"{run_dir} is not a run directory (it is a file)")
-    path, state = checkpoint.load_latest(Path(run_dir))
+    path, state = checkpoint.load_latest(checkpoint.check_run_dir(run_dir))
     config = complete(state["config"])  # a run written before a key existed gets the key's default
     params = dict(config["env"]["params"])
     if opponent is not None:

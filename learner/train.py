@@ -238,7 +238,6 @@ def _train(
             _agree_on_resume(path, updates, world)
             print(f"rank {rank} resumed from {path} (update {updates}, agent steps {agent_steps})",
                   file=sys.stderr, flush=True)
-        if resume:
             # The steps left, in batches of this run's size: a resumed run may change the batch
             # (env.num_envs, ppo.num_steps), so its budget counts agent steps, not updates.
             num_updates = updates + max(0, (tcfg.total_steps - agent_steps) // batch_steps)

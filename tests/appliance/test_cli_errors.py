@@ -279,17 +279,17 @@ def test_dashboard_push_names_the_flags(workdir, cli) -> None:
 
 
 @pytest.mark.parametrize(
-    ("override", "needles"),
+    ("overrides", "needles"),
     [
-        ("ppo.minibatches=100000", ["ppo.minibatches (100000)", "4096 steps"]),
-        ("pool.kind=actors --set pool.num_actors=3 --set env.num_envs=4",
+        (["ppo.minibatches=100000"], ["ppo.minibatches (100000)", "4096 steps"]),
+        (["pool.kind=actors", "pool.num_actors=3", "env.num_envs=4"],
          ["env.num_envs = 4", "pool.num_actors = 3", "divisible"]),
     ],
     ids=["minibatches", "layout"],
 )
-def test_a_refusal_after_start_up_leaves_no_run_dir(workdir, cli, override, needles) -> None:
+def test_a_refusal_after_start_up_leaves_no_run_dir(workdir, cli, overrides, needles) -> None:
     """Checked once the env is made: the start-up line shows, but no directory stays behind."""
-    sets = [arg for part in override.split(" --set ") for arg in ("--set", part)]
+    sets = [arg for override in overrides for arg in ("--set", override)]
     refused(cli("train", "--env", "cartpole", "--metrics-port", "0", *sets), *needles)
 
 
