@@ -481,7 +481,8 @@ def cmd_train(args: argparse.Namespace, console: Console) -> int:
              "remote.bind": args.remote_actors, "remote.hosts": args.remote_hosts,
              "remote.keys": args.remote_keys, "remote.insecure": args.insecure}
     resume = train.should_resume(args.run_dir, args.resume, args.resume_if_present)
-    config, run_dir = train.resolve(args.env, args.overrides, args.run_dir, resume, extra)
+    config, run_dir = train.resolve(args.env, args.overrides, args.run_dir, resume, extra,
+                                    restart=args.resume_if_present)
     if resume and (done := train.finished(run_dir, config)) is not None:
         console.print(done, highlight=False, soft_wrap=True)
         return 0

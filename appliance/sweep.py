@@ -412,7 +412,7 @@ def trial_config(spec: Spec, values: dict[str, Any], run_dir: Path) -> dict[str,
         o.split("=", 1)[0].strip() == "train.torch_threads" for o in spec.overrides
     ):
         extra["train.torch_threads"] = len(os.sched_getaffinity(0))  # this worker's own cores, no more
-    config, _ = train.resolve(spec.env, spec.overrides, str(run_dir), False, extra)
+    config, _ = train.resolve(spec.env, spec.overrides, str(run_dir), False, extra, restart=True)
     return config
 
 

@@ -43,6 +43,11 @@ def default_env() -> str:
     return EnvConfig.name
 
 
+# What a run writes at the top of its run dir (besides checkpoints/); a fresh run never replaces them
+# unless told to (``resolve``'s ``restart``).
+RUN_FILES = ("config.toml", "summary.json", "history.jsonl")
+
+
 def should_resume(run_dir: str | None, resume: bool, resume_if_present: bool) -> bool:
     """``--resume`` must continue a run; ``--resume-if-present`` continues one only if it has a checkpoint.
 
@@ -61,12 +66,15 @@ def should_resume(run_dir: str | None, resume: bool, resume_if_present: bool) ->
 
 def resolve(
     env: str | None, overrides: list[str], run_dir: str | None, resume: bool, extra: dict[str, Any],
-    preview: bool = False,
+    preview: bool = False, restart: bool = False,
 ) -> tuple[dict[str, Any], Path]:
     """The resolved config and the run directory; refuses to overwrite a run unless resuming.
 
     ``preview`` (`appliance config`): a device named outright (cpu, cuda) shapes the config
     whether or not this machine has it, so a CPU machine can show a GPU run's config.
+    ``restart``: a fresh start may reuse a run dir that holds a run's files but no checkpoint
+    (``--resume-if-present`` after a crash before the first checkpoint; a sweep's own trial
+    dirs); without it such a dir, or a folder holding a ``config.toml`` of its own, is refused.
     """
 
     if run_dir and Path(run_dir).exists() and not Path(run_dir).is_dir():
@@ -98,6 +106,12 @@ def resolve(
             raise ValueError(
                 f"run dir {path} already holds checkpoints; pass --resume (or --resume-if-present) "
                 "to continue it, or another --run-dir"
+            )
+        held = [name for name in RUN_FILES if (path / name).exists()]
+        if held and not restart:
+            raise ValueError(
+                f"run dir {path} already holds {', '.join(held)} (a run that wrote no checkpoint, or files "
+                "not ours): pass another --run-dir, or --resume-if-present to start over in it"
             )
     from learner.pools import with_remote
 

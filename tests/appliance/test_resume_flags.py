@@ -87,6 +87,26 @@ def test_fresh_run_refuses_a_dir_with_checkpoints_and_leaves_it(
     assert {p.name: p.read_bytes() for p in checkpoint.list_checkpoints(tmp_path)} == before
 
 
+def test_fresh_run_keeps_a_config_toml_it_did_not_write(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A folder with files of its own (or a run that died before its first checkpoint) is not overwritten."""
+    mine = tmp_path / "config.toml"
+    mine.write_text("[project]\nname = 'mine'\n")
+    assert _train(tmp_path, "--total-steps", "64") == 2
+    err = _err(capsys)
+    assert "already holds config.toml" in err and "--resume-if-present" in err
+    assert mine.read_text() == "[project]\nname = 'mine'\n"
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "summary.json").exists()
+
+
+def test_resume_if_present_starts_over_in_a_run_dir_without_checkpoints(tmp_path: Path) -> None:
+    """A pod that died before its first checkpoint restarts with the same flags and trains."""
+    (tmp_path / "config.toml").write_text("# the first start's, before it died\n")
+    (tmp_path / "history.jsonl").write_text("")
+    assert _train(tmp_path, "--resume-if-present", "--total-steps", "64") == 0
+    assert "cartpole" in (tmp_path / "config.toml").read_text()
+    assert json.loads((tmp_path / "summary.json").read_text())["agent_steps"] == 64
+
+
 @pytest.mark.parametrize("cores", [[0, 1], [0, 1, 2, 3, 4], list(range(8)), [3, 5, 7]])
 @pytest.mark.parametrize("local_world", [1, 2, 3])
 def test_rank_cores_are_disjoint_slices_of_the_node(cores: list[int], local_world: int) -> None:
