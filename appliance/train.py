@@ -43,11 +43,6 @@ def default_env() -> str:
     return EnvConfig.name
 
 
-# What a run writes at the top of its run dir (besides checkpoints/); a fresh run never replaces them
-# unless told to (``resolve``'s ``restart``).
-RUN_FILES = ("config.toml", "summary.json", "history.jsonl")
-
-
 def should_resume(run_dir: str | None, resume: bool, resume_if_present: bool) -> bool:
     """``--resume`` must continue a run; ``--resume-if-present`` continues one only if it has a checkpoint.
 
@@ -107,7 +102,7 @@ def resolve(
                 f"run dir {path} already holds checkpoints; pass --resume (or --resume-if-present) "
                 "to continue it, or another --run-dir"
             )
-        held = [name for name in RUN_FILES if (path / name).exists()]
+        held = [name for name in checkpoint.RUN_FILES if (path / name).exists()]
         if held and not restart:
             raise ValueError(
                 f"run dir {path} already holds {', '.join(held)} (a run that wrote no checkpoint, or files "

@@ -121,6 +121,11 @@ def load_latest(run_dir: Path, map_location: str | torch.device = "cpu") -> tupl
     return found[-1], load(found[-1], map_location)
 
 
+# What a run writes at the top of its run dir besides checkpoints/ (learner.train writes them);
+# a fresh `appliance train` refuses a dir holding one unless told to start over there.
+RUN_FILES = ("config.toml", "summary.json", "history.jsonl")
+
+
 def check_run_dir(run_dir: str | Path) -> Path:
     """``run_dir`` as a Path, or one sentence when it is missing or a file (eval, render)."""
     path = Path(run_dir)
