@@ -124,6 +124,7 @@ def render(run_dir: str | Path | None, out: str | Path, opponent: str = "scripte
     else:
         params["player"] = OPPONENTS["scripted"]
     params["opponent"] = OPPONENTS[opponent]
+    params["extras"] = 1  # the heroes and units tables the frames are drawn from
     env = envs.make("moba", num_envs=1, seed=seed, **params)
     try:
         if run_dir is not None:

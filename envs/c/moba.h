@@ -75,7 +75,9 @@
  * `final_observations`). Episode log per agent row: return, length (ticks),
  * score = 1 for a win, else 0.
  *
- * Extras (copies written after every step, for tests and rendering):
+ * Extras (copies written after every step, for tests and rendering; `heroes` and
+ * `units` only with the parameter extras=1, else they have no columns: a training
+ * run reads neither, and writing them costs 13% of the step):
  * `terrain` int8 (S*S); `heroes` float32 (10 x MOBA_HERO_COLS: team, x, y, hp,
  * hp_max, mana, mana_max, level, xp, gold, three cooldowns, respawn, alive,
  * creep last hits, neutral last hits, kills, deaths, towers); `units` float32
@@ -150,6 +152,7 @@ static const ParamSpec moba_PARAMS[] = {
     {"reward_last_hit", 0.05, 0, 1e3, 0, "reward for the last hit on a creep or neutral"},
     {"reward_death", -0.2, -1e3, 0, 0, "reward (a penalty, <= 0) when the hero dies"},
     {"reward_tower", 0.25, 0, 1e3, 0, "reward to every hero of a team that destroys an enemy tower"},
+    {"extras", 0, 0, 1, 1, "1 writes the heroes and units tables every tick (tests, render); 0 leaves them empty"},
     {0},
 };
 static const ExtraSpec moba_EXTRAS[] = {
@@ -200,6 +203,7 @@ typedef struct {
 typedef struct {
     int num_envs, S, P; /* map size; padded size S + 2V */
     int wave_interval, wave_size, respawn_time, max_steps, control[2];
+    int tables; /* the heroes and units extras are written (parameter extras) */
     float w_win, w_damage, w_last_hit, w_death, w_tower;
     int16_t fountain[2][2], structs[MOBA_STRUCTS][2], camps[MOBA_CAMPS][2], spawn[2][3][2];
     int16_t way[2][3][3][2]; /* waypoints per team, lane */
@@ -245,8 +249,8 @@ static void moba_layout(const double *p, Layout *L) {
     L->obs_part[0] = (ObsPart){"entities", 'f', 2, {MOBA_ROWS, MOBA_FEATS, 0}, -4.0, 4.0};
     L->obs_part[1] = (ObsPart){"window", 'b', 2, {MOBA_WIN, MOBA_WIN, 0}, 0, MOBA_CODES - 1};
     L->extra_elems[0] = (long long)S * S;
-    L->extra_elems[1] = MOBA_AGENTS * MOBA_HERO_COLS;
-    L->extra_elems[2] = MOBA_OTHERS * MOBA_UNIT_COLS;
+    L->extra_elems[1] = p[12] ? MOBA_AGENTS * MOBA_HERO_COLS : 0;
+    L->extra_elems[2] = p[12] ? MOBA_OTHERS * MOBA_UNIT_COLS : 0;
     L->extra_elems[3] = MOBA_GAME_COLS;
 }
 
@@ -416,6 +420,7 @@ static int moba_init(moba *e, const Buffers *b, char *err, size_t n) {
     e->w_last_hit = (float)p[9];
     e->w_death = (float)p[10];
     e->w_tower = (float)p[11];
+    e->tables = p[12] != 0;
     e->obs = (uint8_t *)b->observations;
     e->final_obs = (uint8_t *)b->final_observations;
     e->actions = b->actions;
@@ -1166,8 +1171,8 @@ static void moba_observe(const moba *e, MobaGame *g, int h, uint8_t *out) {
     memset(win + MOBA_WIN * MOBA_WIN, 0, MOBA_OBS_BYTES - MOBA_ENTITY_BYTES - MOBA_WIN * MOBA_WIN);
 }
 
-/* The extras; a dead unit's row is written once (a dead unit does not change until it respawns). */
-static void moba_write_extras(const moba *e, MobaGame *g, int m) {
+/* The heroes and units tables; a dead unit's row is written once (it does not change until it respawns). */
+static void moba_write_tables(const moba *e, MobaGame *g, int m) {
     float *hx = e->x_heroes + (size_t)m * MOBA_AGENTS * MOBA_HERO_COLS;
     for (int i = 0; i < MOBA_AGENTS; i++, hx += MOBA_HERO_COLS) {
         const MobaUnit *u = &g->u[i];
@@ -1181,16 +1186,23 @@ static void moba_write_extras(const moba *e, MobaGame *g, int m) {
     }
     float *ux = e->x_units + (size_t)m * MOBA_OTHERS * MOBA_UNIT_COLS;
     /* Slots from `top` up have not lived this game: written (as dead) at its first tick, then left. */
-    int creeps = 0, end = g->tick == 0 ? MOBA_UNITS : g->top;
+    int end = g->tick == 0 ? MOBA_UNITS : g->top;
     for (int i = MOBA_AGENTS; i < end; i++, ux += MOBA_UNIT_COLS) {
         MobaUnit *u = &g->u[i];
         if (u->shown) continue;
-        creeps += u->alive && u->kind == MOBA_CREEP;
         u->shown = !u->alive;
         float row[MOBA_UNIT_COLS] = {(float)u->kind, (float)u->team, (float)u->x, (float)u->y, u->hp,
                                      u->hp_max, (float)u->alive, (float)u->target};
         memcpy(ux, row, sizeof(row));
     }
+}
+
+/* The extras: the game row every tick, the tables when asked for (parameter extras). */
+static void moba_write_extras(const moba *e, MobaGame *g, int m) {
+    if (e->tables) moba_write_tables(e, g, m);
+    int creeps = 0; /* the live table is up to date (moba_emit refreshed it) */
+    for (int t = 0; t < 2; t++)
+        for (int k = 0; k < g->nlive[t]; k++) creeps += g->lkind[t][k] == MOBA_CREEP;
     float game[MOBA_GAME_COLS] = {(float)g->tick, (float)g->winner, (float)creeps, (float)g->deaths,
                                   (float)g->waves, (float)g->result, 0, 0};
     memcpy(e->x_game + (size_t)m * MOBA_GAME_COLS, game, sizeof(game));

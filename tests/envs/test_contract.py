@@ -313,8 +313,9 @@ def test_bad_buffers(name: str) -> None:
         longer = np.zeros((shape[0] + 1, *shape[1:]), dtype)
         _raises_naming(key, envs.make, name, num_envs=2, buffers={key: longer})
         _raises_naming(key, envs.make, name, num_envs=2, buffers={key: np.zeros((1, *shape), dtype)})
-        strided = np.zeros((shape[0] * 2, *shape[1:]), dtype)[::2]
-        _raises_naming(key, envs.make, name, num_envs=2, buffers={key: strided})
+        if np.prod(shape) > 0:  # an empty buffer (moba's tables without extras=1) has no stride to get wrong
+            strided = np.zeros((shape[0] * 2, *shape[1:]), dtype)[::2]
+            _raises_naming(key, envs.make, name, num_envs=2, buffers={key: strided})
         if len(shape) > 1 and shape[-1] > 1:
             fortran = np.asfortranarray(np.zeros(shape, dtype))
             _raises_naming(key, envs.make, name, num_envs=2, buffers={key: fortran})

@@ -133,7 +133,7 @@ class Invariants:
 
 @pytest.mark.parametrize("opponent", [SELF_ONLY, SCRIPTED, RANDOM])
 def test_invariants_hold_after_every_step_of_long_random_runs(opponent: int) -> None:
-    with envs.make("moba", num_envs=6, seed=opponent, opponent=opponent, max_steps=1400) as env:
+    with envs.make("moba", extras=1, num_envs=6, seed=opponent, opponent=opponent, max_steps=1400) as env:
         rng = np.random.default_rng(opponent)
         inv = Invariants(env)
         for t in range(4500):
@@ -146,7 +146,7 @@ def test_invariants_hold_after_every_step_of_long_random_runs(opponent: int) -> 
 
 def test_the_scripted_bot_beats_the_random_team() -> None:
     """The bot plays: against uniformly random heroes it wins nearly every game it finishes."""
-    with envs.make("moba", num_envs=16, seed=11, player=RANDOM, opponent=SCRIPTED, max_steps=2000) as env:
+    with envs.make("moba", extras=1, num_envs=16, seed=11, player=RANDOM, opponent=SCRIPTED, max_steps=2000) as env:
         results = []
         for _ in range(6000):
             env.step()
@@ -160,7 +160,7 @@ def test_the_scripted_bot_beats_the_random_team() -> None:
 
 
 def test_episodes_end_only_at_an_ancient_or_the_tick_limit_and_score_wins() -> None:
-    with envs.make("moba", num_envs=8, seed=3, opponent=SCRIPTED, max_steps=1500) as env:
+    with envs.make("moba", extras=1, num_envs=8, seed=3, opponent=SCRIPTED, max_steps=1500) as env:
         rng = np.random.default_rng(0)
         wins = terminals = 0
         for _ in range(3000):
@@ -176,7 +176,7 @@ def test_episodes_end_only_at_an_ancient_or_the_tick_limit_and_score_wins() -> N
 
 
 def test_dead_heroes_are_masked_until_they_respawn() -> None:
-    with envs.make("moba", num_envs=4, seed=5, respawn_time=7, opponent=SCRIPTED) as env:
+    with envs.make("moba", extras=1, num_envs=4, seed=5, respawn_time=7, opponent=SCRIPTED) as env:
         rng = np.random.default_rng(1)
         dead_for = np.zeros((4, 10), dtype=int)
         respawns = 0
@@ -195,7 +195,7 @@ def test_dead_heroes_are_masked_until_they_respawn() -> None:
 
 def test_determinism_and_seed_sensitivity_of_the_whole_state() -> None:
     def run(seed: int) -> list[bytes]:
-        with envs.make("moba", num_envs=3, seed=seed, opponent=SCRIPTED) as env:
+        with envs.make("moba", extras=1, num_envs=3, seed=seed, opponent=SCRIPTED) as env:
             rng = np.random.default_rng(0)
             out = []
             for _ in range(400):
@@ -206,6 +206,28 @@ def test_determinism_and_seed_sensitivity_of_the_whole_state() -> None:
     a, b, c = run(1), run(1), run(2)
     assert a == b
     assert a != c
+
+
+def test_the_tables_are_written_only_when_asked_for_and_change_nothing_else() -> None:
+    """extras=0 (the default: training reads no tables) leaves heroes and units without columns;
+    every other buffer, the game row included, is what extras=1 writes, step for step."""
+    with envs.make("moba", num_envs=3, seed=4, opponent=SCRIPTED) as lean, \
+            envs.make("moba", extras=1, num_envs=3, seed=4, opponent=SCRIPTED) as full:
+        assert lean.heroes.shape == (3, 0) and lean.units.shape == (3, 0)
+        assert full.heroes.shape == (3, 10 * len(HERO)) and full.units.shape[1] > 0
+        rng = np.random.default_rng(6)
+        creeps = 0.0
+        for _ in range(600):
+            actions = wild_actions(lean, rng, 0.05)
+            lean.step(actions)
+            full.step(actions)
+            for key in ("observations", "rewards", "terminals", "truncations", "masks", "game", "terrain"):
+                assert np.array_equal(lean.buffers[key], full.buffers[key]), key
+            alive = full.units.reshape(3, -1, len(UNIT))
+            counted = ((alive[..., UNIT["kind"]] == CREEP) & (alive[..., UNIT["alive"]] == 1)).sum(axis=1)
+            assert np.array_equal(lean.game[:, GAME["creeps"]], counted)  # counted without the table
+            creeps = max(creeps, float(counted.max()))
+        assert creeps > 0
 
 
 def paint(terrain: np.ndarray, heroes: np.ndarray, units: np.ndarray) -> np.ndarray:
@@ -222,7 +244,7 @@ def paint(terrain: np.ndarray, heroes: np.ndarray, units: np.ndarray) -> np.ndar
 
 
 def test_window_is_the_map_around_the_hero_seen_from_its_team() -> None:
-    with envs.make("moba", num_envs=2, seed=8) as env:
+    with envs.make("moba", extras=1, num_envs=2, seed=8) as env:
         layout = env.single_observation_space.layout
         win = next(leaf for leaf in layout.leaves if leaf.name == "window")
         swap = np.arange(13)
@@ -244,7 +266,7 @@ def test_window_is_the_map_around_the_hero_seen_from_its_team() -> None:
 
 
 def test_fog_of_war_hides_enemy_heroes_no_ally_sees() -> None:
-    with envs.make("moba", num_envs=4, seed=9, opponent=SCRIPTED) as env:
+    with envs.make("moba", extras=1, num_envs=4, seed=9, opponent=SCRIPTED) as env:
         layout = env.single_observation_space.layout
         ent = next(leaf for leaf in layout.leaves if leaf.name == "entities")
         rng = np.random.default_rng(3)
@@ -271,7 +293,7 @@ def test_fog_of_war_hides_enemy_heroes_no_ally_sees() -> None:
 
 def test_the_map_is_point_symmetric_and_connected() -> None:
     for size in (24, 40, 57):
-        with envs.make("moba", num_envs=1, map_size=size) as env:
+        with envs.make("moba", extras=1, num_envs=1, map_size=size) as env:
             t = env.terrain.reshape(size, size)
             assert np.array_equal(t, t[::-1, ::-1])
             units = env.units.reshape(-1, len(UNIT))
@@ -293,8 +315,8 @@ def test_the_map_is_point_symmetric_and_connected() -> None:
 
 
 def test_actions_are_multi_discrete_and_unplayed_rows_ignore_them() -> None:
-    with envs.make("moba", num_envs=2, seed=4, opponent=SCRIPTED) as a, \
-            envs.make("moba", num_envs=2, seed=4, opponent=SCRIPTED) as b:
+    with envs.make("moba", extras=1, num_envs=2, seed=4, opponent=SCRIPTED) as a, \
+            envs.make("moba", extras=1, num_envs=2, seed=4, opponent=SCRIPTED) as b:
         assert a.actions.shape == (20, 4)
         assert list(a.single_action_space.nvec) == [9, 17, 4, 17]
         rng = np.random.default_rng(5)
@@ -312,7 +334,7 @@ def test_actions_are_multi_discrete_and_unplayed_rows_ignore_them() -> None:
        wild=st.sampled_from([0.0, 0.3, 1.0]))
 def test_wild_actions_and_params_keep_every_invariant(size: int, wave: int, respawn: int, limit: int,
                                                       opponent: int, player: int, seed: int, wild: float) -> None:
-    with envs.make("moba", num_envs=2, seed=seed, map_size=size, wave_interval=wave, respawn_time=respawn,
+    with envs.make("moba", extras=1, num_envs=2, seed=seed, map_size=size, wave_interval=wave, respawn_time=respawn,
                    max_steps=limit, opponent=opponent, player=player, wave_size=8) as env:
         rng = np.random.default_rng(seed % 2**32)
         inv = Invariants(env)
