@@ -77,7 +77,7 @@
  *
  * Extras (copies written after every step, for tests and rendering; `heroes` and
  * `units` only with the parameter extras=1, else they have no columns: a training
- * run reads neither, and writing them costs 13% of the step):
+ * run reads neither, and writing them costs about 10% of the step):
  * `terrain` int8 (S*S); `heroes` float32 (10 x MOBA_HERO_COLS: team, x, y, hp,
  * hp_max, mana, mana_max, level, xp, gold, three cooldowns, respawn, alive,
  * creep last hits, neutral last hits, kills, deaths, towers); `units` float32

@@ -146,7 +146,7 @@ def test_invariants_hold_after_every_step_of_long_random_runs(opponent: int) -> 
 
 def test_the_scripted_bot_beats_the_random_team() -> None:
     """The bot plays: against uniformly random heroes it wins nearly every game it finishes."""
-    with envs.make("moba", extras=1, num_envs=16, seed=11, player=RANDOM, opponent=SCRIPTED, max_steps=2000) as env:
+    with envs.make("moba", num_envs=16, seed=11, player=RANDOM, opponent=SCRIPTED, max_steps=2000) as env:
         results = []
         for _ in range(6000):
             env.step()
@@ -160,7 +160,7 @@ def test_the_scripted_bot_beats_the_random_team() -> None:
 
 
 def test_episodes_end_only_at_an_ancient_or_the_tick_limit_and_score_wins() -> None:
-    with envs.make("moba", extras=1, num_envs=8, seed=3, opponent=SCRIPTED, max_steps=1500) as env:
+    with envs.make("moba", num_envs=8, seed=3, opponent=SCRIPTED, max_steps=1500) as env:
         rng = np.random.default_rng(0)
         wins = terminals = 0
         for _ in range(3000):
@@ -315,8 +315,8 @@ def test_the_map_is_point_symmetric_and_connected() -> None:
 
 
 def test_actions_are_multi_discrete_and_unplayed_rows_ignore_them() -> None:
-    with envs.make("moba", extras=1, num_envs=2, seed=4, opponent=SCRIPTED) as a, \
-            envs.make("moba", extras=1, num_envs=2, seed=4, opponent=SCRIPTED) as b:
+    with envs.make("moba", num_envs=2, seed=4, opponent=SCRIPTED) as a, \
+            envs.make("moba", num_envs=2, seed=4, opponent=SCRIPTED) as b:
         assert a.actions.shape == (20, 4)
         assert list(a.single_action_space.nvec) == [9, 17, 4, 17]
         rng = np.random.default_rng(5)
