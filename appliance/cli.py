@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="skip the metrics on/off comparison (on: the real exporter, scraped every 1 s)")
     bench_train.add_argument("--set", dest="overrides", action="append", default=[],
                              metavar="SECTION.KEY=VALUE", help="override our trainer's config (repeatable)")
+    bench_train.add_argument("--busy-cores", type=_nonnegative_int, default=0, metavar="N",
+                             help="keep N cores busy with other processes while measuring (a shared machine); "
+                                  "the records say so (default 0)")
     bench_train.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
     bench_train.set_defaults(func=cmd_bench_train)
     bench_remote = targets.add_parser(
@@ -399,9 +402,8 @@ def cmd_bench_envs(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace, console: Console) -> int:
-    from .bench import train as bench_train
     from .bench import train_split
-    from .bench.common import write_json
+    from .bench.common import busy_cores, load_label, write_json
 
     named = [train_split.parse_candidate(c) for c in args.candidate]  # bad input fails before any run
     try:  # an unknown env or a bad --set fails before any run too
@@ -409,6 +411,22 @@ def cmd_bench_train(args: argparse.Namespace, console: Console) -> int:
     except ValueError as exc:
         raise ValueError(f"--env {args.env} / --set: {exc}") from None
     records: list[dict[str, Any]] = []
+    with busy_cores(args.busy_cores):
+        if args.busy_cores:
+            console.print(f"{load_label(args.busy_cores)}: {args.busy_cores} spinning process(es) run beside "
+                          "every measurement")
+        _bench_train(args, named, records, console)
+    if args.busy_cores:
+        for r in records:
+            r["load"] = load_label(args.busy_cores)
+    write_json(args.json, records)
+    return 0
+
+
+def _bench_train(args: argparse.Namespace, named: list[Any], records: list[dict[str, Any]], console: Console) -> None:
+    from .bench import train as bench_train
+    from .bench import train_split
+
     if args.split_seconds > 0:
         records += train_split.split(args.env, args.overrides, args.split_seconds, console)
     if args.runs and args.env == "cartpole":
@@ -419,8 +437,6 @@ def cmd_bench_train(args: argparse.Namespace, console: Console) -> int:
         console.print(f"race to mean return {bench_train.TARGET:g} skipped: it is CartPole's target, not {args.env}'s")
     if named:
         records += train_split.candidates(args.env, named, args.overrides, args.candidate_seconds, console)
-    write_json(args.json, records)
-    return 0
 
 
 def cmd_bench_report(args: argparse.Namespace, console: Console) -> int:

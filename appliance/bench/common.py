@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -95,14 +99,71 @@ def record(bench: str, name: str, runs: list[float], **extra: Any) -> dict[str, 
     }
 
 
+# One spinning process: it stops when its parent goes (checked every ~1 ms) or after an hour.
+_SPIN = """
+import os, time
+parent, end = os.getppid(), time.monotonic() + 3600
+while os.getppid() == parent and time.monotonic() < end:
+    for _ in range(20000):
+        pass
+"""
+
+
+def load_label(busy: int) -> str:
+    return f"{busy} core{'s' if busy != 1 else ''} busy"
+
+
+@contextlib.contextmanager
+def busy_cores(busy: int) -> Iterator[None]:
+    """Runs the block with ``busy`` other processes spinning, unpinned: another job on a shared box.
+
+    A ValueError unless at least one allowed core is left free of them.
+    """
+    cores = len(os.sched_getaffinity(0))
+    if busy and busy >= cores:
+        raise ValueError(f"--busy-cores {busy} leaves none of this machine's {cores} allowed cores to the bench")
+    procs = [subprocess.Popen([sys.executable, "-c", _SPIN]) for _ in range(busy)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait(10)
+
+
+@functools.lru_cache(maxsize=1)
+def host_cpu() -> str:
+    """The CPU the figures come from: its model name and, on x86, family and model numbers.
+
+    Machines of one kind are not one machine: two hosts sold as the same 2 cores have
+    differed by 1.7x on the same build (moba, one core), so every record says which it ran on.
+    """
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block says it
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown"
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
+
+
 def write_json(path: str | None, records: list[dict[str, Any]]) -> None:
-    """Writes the records atomically (temp file + rename)."""
+    """Writes the records atomically (temp file + rename), each stamped with :func:`host_cpu`."""
     if not path:
         return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(records, indent=2) + "\n")
+    stamped = [{**r, "cpu": r.get("cpu", host_cpu())} for r in records]
+    tmp.write_text(json.dumps(stamped, indent=2) + "\n")
     os.replace(tmp, target)
 
 

@@ -89,6 +89,8 @@ def _notes(r: dict[str, Any]) -> str:
         notes.append("with " + " ".join(r["overrides"]))
     if "runs" in r and "overhead_ratio" not in r:
         notes.append(f"{len(r['runs'])} runs")
+    if r.get("cpu"):
+        notes.append(f"on {r['cpu']}")
     return "; ".join(notes)
 
 

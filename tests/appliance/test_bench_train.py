@@ -72,3 +72,20 @@ def test_bench_train_split_and_candidates(tmp_path, capsys) -> None:
 def test_bench_train_rejects_a_malformed_candidate(capsys) -> None:
     assert main(["bench", "train", "--env", "cartpole", "--candidate", "ppo.lr=1"]) == 2
     assert "--candidate" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(120)
+def test_bench_train_under_load_says_so_and_leaves_no_spinner(tmp_path) -> None:
+    import os
+
+    import psutil
+
+    out = tmp_path / "loaded.json"
+    assert main(["bench", "train", "--env", "cartpole", "--runs", "0", "--split-seconds", "0.5",
+                 "--busy-cores", "1", "--json", str(out)]) == 0
+    records = json.loads(out.read_text())
+    assert {r["name"] for r in records} == {"pool-only", "rollout-no-update", "training"}
+    assert all(r["load"] == "1 core busy" for r in records)
+    assert not [p for p in psutil.Process().children(recursive=True) if "os.getppid()" in " ".join(p.cmdline())]
+    cores = len(os.sched_getaffinity(0))
+    assert main(["bench", "train", "--env", "cartpole", "--busy-cores", str(cores), "--split-seconds", "0.5"]) == 2
