@@ -159,7 +159,8 @@ def test_actors_are_pinned_round_robin() -> None:
     with ActorPool("cartpole", 6, 3, 6, seed=0) as pool:
         for k, pid in enumerate(pool.pids):
             assert os.sched_getaffinity(pid) == {cores[k % len(cores)]}
-            assert os.sched_getscheduler(pid) == os.SCHED_BATCH  # its wake-ups never preempt the caller
+            # The default policy: SCHED_BATCH made doorbells wait out a busy neighbour's time slice.
+            assert os.sched_getscheduler(pid) == os.SCHED_OTHER
 
 
 def test_socket_dir_is_private_and_everything_is_removed_on_close() -> None:
