@@ -107,6 +107,12 @@ def _add_run_options(cmd: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_busy_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--busy-cores", type=_nonnegative_int, default=0, metavar="N",
+                        help="keep N cores busy with other processes while measuring (a shared machine); "
+                             "the records say so (default 0)")
+
+
 def _add_bench_options(cmd: argparse.ArgumentParser, what: str = "entry") -> None:
     """--seconds, --runs and --json, which every throughput bench takes."""
     cmd.add_argument("--seconds", type=_positive_float, default=1.0, help="seconds per run (default 1)")
@@ -154,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_actors.add_argument("--order", choices=("turn", "ready"), default=None,
                               help="with --autotune: the order the pool serves groups in, as "
                                    "`pool.order` in the train config (default turn)")
+    _add_busy_option(bench_actors)
     bench_actors.set_defaults(func=cmd_bench_actors)
     bench_emu = targets.add_parser("emulation", help="emulated envs: pool vs Gymnasium/ALE vectors, pack cost")
     _add_bench_options(bench_emu)
@@ -164,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_emu.add_argument("--env", default=None,
                            help="one env (nethack/score, minihack/room-5x5, crafter, CartPole-v1...): plain loop, "
                                 "pool, AsyncVectorEnv and PufferLib side by side")
+    _add_busy_option(bench_emu)
     bench_emu.set_defaults(func=cmd_bench_emulation)
     bench_api = targets.add_parser(
         "api", help="from your own code: SB3 PPO through the pool vs SubprocVecEnv; pool startup vs before"
@@ -195,9 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="skip the metrics on/off comparison (on: the real exporter, scraped every 1 s)")
     bench_train.add_argument("--set", dest="overrides", action="append", default=[],
                              metavar="SECTION.KEY=VALUE", help="override our trainer's config (repeatable)")
-    bench_train.add_argument("--busy-cores", type=_nonnegative_int, default=0, metavar="N",
-                             help="keep N cores busy with other processes while measuring (a shared machine); "
-                                  "the records say so (default 0)")
+    _add_busy_option(bench_train)
     bench_train.add_argument("--json", metavar="PATH", help="write the records as JSON to PATH")
     bench_train.set_defaults(func=cmd_bench_train)
     bench_remote = targets.add_parser(
@@ -403,7 +409,7 @@ def cmd_bench_envs(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_bench_train(args: argparse.Namespace, console: Console) -> int:
     from .bench import train_split
-    from .bench.common import busy_cores, load_label, write_json
+    from .bench.common import busy_cores, write_json
 
     named = [train_split.parse_candidate(c) for c in args.candidate]  # bad input fails before any run
     try:  # an unknown env or a bad --set fails before any run too
@@ -411,15 +417,9 @@ def cmd_bench_train(args: argparse.Namespace, console: Console) -> int:
     except ValueError as exc:
         raise ValueError(f"--env {args.env} / --set: {exc}") from None
     records: list[dict[str, Any]] = []
-    with busy_cores(args.busy_cores):
-        if args.busy_cores:
-            console.print(f"{load_label(args.busy_cores)}: {args.busy_cores} spinning process(es) run beside "
-                          "every measurement")
+    with busy_cores(args.busy_cores, console):
         _bench_train(args, named, records, console)
-    if args.busy_cores:
-        for r in records:
-            r["load"] = load_label(args.busy_cores)
-    write_json(args.json, records)
+        write_json(args.json, records)
     return 0
 
 
@@ -674,17 +674,21 @@ def cmd_render(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_bench_emulation(args: argparse.Namespace, console: Console) -> int:
+    from .bench.common import busy_cores
+
     if args.env is not None:
         from envs.registry import check_extra
 
         from .bench import emulation_env
 
         check_extra(args.env)
-        emulation_env.run(args.env, args.seconds, args.runs, args.json, console, num_envs=args.num_envs)
+        with busy_cores(args.busy_cores, console):
+            emulation_env.run(args.env, args.seconds, args.runs, args.json, console, num_envs=args.num_envs)
         return 0
     from .bench import emulation as bench_emulation
 
-    bench_emulation.run(args.seconds, args.runs, args.json, console, num_envs=args.num_envs)
+    with busy_cores(args.busy_cores, console):
+        bench_emulation.run(args.seconds, args.runs, args.json, console, num_envs=args.num_envs)
     return 0
 
 
@@ -697,10 +701,16 @@ def cmd_bench_actors(args: argparse.Namespace, console: Console) -> int:
         raise ValueError(f"unknown env '{args.env}' (known: {', '.join(envs.names())})")
     if args.order is not None and not args.autotune:
         raise ValueError("--order chooses what --autotune measures; the plain bench measures both orders")
+    if args.autotune and args.busy_cores:
+        raise ValueError("--autotune saves the layout `appliance train` uses: tune on a quiet machine, "
+                         "without --busy-cores")
     if args.autotune:
         bench_actors.tune(args.env, args.seconds, args.runs, args.json, console, order=args.order or "turn")
     else:
-        bench_actors.run(args.env, args.seconds, args.runs, args.json, console, per_actor=args.envs_per_actor)
+        from .bench.common import busy_cores
+
+        with busy_cores(args.busy_cores, console):
+            bench_actors.run(args.env, args.seconds, args.runs, args.json, console, per_actor=args.envs_per_actor)
     return 0
 
 

@@ -113,19 +113,28 @@ def load_label(busy: int) -> str:
     return f"{busy} core{'s' if busy != 1 else ''} busy"
 
 
+_load: str | None = None  # while busy_cores() runs: the label write_json stamps as "load"
+
+
 @contextlib.contextmanager
-def busy_cores(busy: int) -> Iterator[None]:
+def busy_cores(busy: int, console: Console | None = None) -> Iterator[None]:
     """Runs the block with ``busy`` other processes spinning, unpinned: another job on a shared box.
 
-    A ValueError unless at least one allowed core is left free of them.
+    Records written meanwhile (:func:`write_json`) say ``load: "N core(s) busy"``. A
+    ValueError unless at least one allowed core is left free of them.
     """
+    global _load
     cores = len(os.sched_getaffinity(0))
     if busy and busy >= cores:
         raise ValueError(f"--busy-cores {busy} leaves none of this machine's {cores} allowed cores to the bench")
     procs = [subprocess.Popen([sys.executable, "-c", _SPIN]) for _ in range(busy)]
+    _load = load_label(busy) if busy else None
+    if busy and console is not None:
+        console.print(f"{_load}: {busy} spinning process(es) run beside every measurement")
     try:
         yield
     finally:
+        _load = None
         for proc in procs:
             proc.kill()
         for proc in procs:
@@ -156,13 +165,15 @@ def host_cpu() -> str:
 
 
 def write_json(path: str | None, records: list[dict[str, Any]]) -> None:
-    """Writes the records atomically (temp file + rename), each stamped with :func:`host_cpu`."""
+    """Writes the records atomically (temp file + rename), each stamped with :func:`host_cpu`
+    and, inside :func:`busy_cores`, with the load."""
     if not path:
         return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
-    stamped = [{**r, "cpu": r.get("cpu", host_cpu())} for r in records]
+    stamp = {"cpu": host_cpu(), **({"load": _load} if _load else {})}
+    stamped = [{**r, **{k: v for k, v in stamp.items() if k not in r}} for r in records]
     tmp.write_text(json.dumps(stamped, indent=2) + "\n")
     os.replace(tmp, target)
 

@@ -24,3 +24,27 @@ def test_records_without_a_cpu_render_as_before(tmp_path) -> None:
     path = tmp_path / "old.json"
     path.write_text(json.dumps([record("envs", "snake", [1.0])]))  # written before the stamp existed
     assert markdown(load([str(path)])).splitlines()[2].endswith("| 1 runs |")
+
+
+def test_records_written_beside_busy_cores_say_so(tmp_path) -> None:
+    import psutil
+
+    from appliance.bench.common import busy_cores
+
+    def spinners() -> int:
+        return len([p for p in psutil.Process().children() if "os.getppid()" in " ".join(p.cmdline())])
+
+    with busy_cores(1):
+        assert spinners() == 1
+        write_json(str(tmp_path / "loaded.json"), [record("actors", "pool", [1.0])])
+    assert spinners() == 0
+    write_json(str(tmp_path / "quiet.json"), [record("actors", "pool", [1.0])])
+    assert json.loads((tmp_path / "loaded.json").read_text())[0]["load"] == "1 core busy"
+    assert "load" not in json.loads((tmp_path / "quiet.json").read_text())[0]
+
+
+def test_autotune_refuses_a_loaded_machine(capsys) -> None:
+    from appliance.cli import main
+
+    assert main(["bench", "actors", "--env", "cartpole", "--autotune", "--busy-cores", "1"]) == 2
+    assert "--busy-cores" in capsys.readouterr().err
