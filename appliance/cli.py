@@ -416,17 +416,16 @@ def cmd_bench_train(args: argparse.Namespace, console: Console) -> int:
         train_split.resolved(args.env, args.overrides)
     except ValueError as exc:
         raise ValueError(f"--env {args.env} / --set: {exc}") from None
-    records: list[dict[str, Any]] = []
     with busy_cores(args.busy_cores, console):
-        _bench_train(args, named, records, console)
-        write_json(args.json, records)
+        write_json(args.json, _bench_train(args, named, console))
     return 0
 
 
-def _bench_train(args: argparse.Namespace, named: list[Any], records: list[dict[str, Any]], console: Console) -> None:
+def _bench_train(args: argparse.Namespace, named: list[Any], console: Console) -> list[dict[str, Any]]:
     from .bench import train as bench_train
     from .bench import train_split
 
+    records: list[dict[str, Any]] = []
     if args.split_seconds > 0:
         records += train_split.split(args.env, args.overrides, args.split_seconds, console)
     if args.runs and args.env == "cartpole":
@@ -437,6 +436,7 @@ def _bench_train(args: argparse.Namespace, named: list[Any], records: list[dict[
         console.print(f"race to mean return {bench_train.TARGET:g} skipped: it is CartPole's target, not {args.env}'s")
     if named:
         records += train_split.candidates(args.env, named, args.overrides, args.candidate_seconds, console)
+    return records
 
 
 def cmd_bench_report(args: argparse.Namespace, console: Console) -> int:

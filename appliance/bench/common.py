@@ -109,10 +109,6 @@ while os.getppid() == parent and time.monotonic() < end:
 """
 
 
-def load_label(busy: int) -> str:
-    return f"{busy} core{'s' if busy != 1 else ''} busy"
-
-
 _load: str | None = None  # while busy_cores() runs: the label write_json stamps as "load"
 
 
@@ -128,7 +124,7 @@ def busy_cores(busy: int, console: Console | None = None) -> Iterator[None]:
     if busy and busy >= cores:
         raise ValueError(f"--busy-cores {busy} leaves none of this machine's {cores} allowed cores to the bench")
     procs = [subprocess.Popen([sys.executable, "-c", _SPIN]) for _ in range(busy)]
-    _load = load_label(busy) if busy else None
+    _load = f"{busy} core{'s' if busy != 1 else ''} busy" if busy else None
     if busy and console is not None:
         console.print(f"{_load}: {busy} spinning process(es) run beside every measurement")
     try:
