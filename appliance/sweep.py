@@ -283,7 +283,8 @@ def _ask_lock(spec: Spec, storage: Any) -> Iterator[None]:
     On PostgreSQL the lock is the server's advisory lock (every machine's workers
     take turns); otherwise a file lock in the sweep's directory (this machine's).
     """
-    engine = getattr(storage, "engine", None)
+    # A study holds its RDBStorage wrapped in Optuna's cache, which has no engine of its own.
+    engine = getattr(getattr(storage, "_backend", storage), "engine", None)
     if engine is not None and engine.dialect.name == "postgresql":
         from sqlalchemy import text
 

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,6 +163,35 @@ def postgres() -> Iterator[str]:
     finally:
         subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], **run)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_asks_on_postgresql_take_the_servers_advisory_lock(tmp_path, postgres) -> None:
+    """The lock that keeps two machines from over-asking is the server's, not a file in one machine's dir."""
+    import sqlalchemy
+
+    from appliance import sweep
+
+    spec = sweep.Spec(name="locked", env="cartpole", params=[], trials=2, steps=1024, objective="return",
+                      pruner="none", overrides=[], storage=postgres, directory=tmp_path)
+    storage = sweep.open_storage(postgres)
+    sweep.create_study(spec, storage)
+    held = sweep.load_study(spec, storage)._storage  # wrapped in Optuna's cache, as every worker holds it
+    key = zlib.crc32(b"appliance-sweep:locked")
+    other = sqlalchemy.create_engine(sweep.driver_url(postgres))
+    try:
+        with other.connect() as conn:
+            def try_lock() -> bool:
+                got = bool(conn.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+                if got:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                return got
+
+            with sweep._ask_lock(spec, held):
+                assert not try_lock(), "another machine could ask while this one counts"
+                assert not (tmp_path / ".ask.lock").exists()
+            assert try_lock(), "the lock outlived the ask"
+    finally:
+        other.dispose()
 
 
 def test_two_sweep_processes_share_one_postgresql_sweep(tmp_path, postgres) -> None:
