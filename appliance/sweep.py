@@ -281,7 +281,8 @@ def _ask_lock(spec: Spec, storage: Any) -> Iterator[None]:
     """Workers count and ask one at a time, so a sweep never starts more than --trials trials.
 
     On PostgreSQL the lock is the server's advisory lock (every machine's workers
-    take turns); otherwise a file lock in the sweep's directory (this machine's).
+    take turns); on SQLite a file lock beside the database, so sweeps started from
+    other run dirs on one file take turns too; otherwise one in the sweep's directory.
     """
     # A study holds its RDBStorage wrapped in Optuna's cache, which has no engine of its own.
     engine = getattr(getattr(storage, "_backend", storage), "engine", None)
@@ -296,7 +297,12 @@ def _ask_lock(spec: Spec, storage: Any) -> Iterator[None]:
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
         return
-    with open(spec.directory / ".ask.lock", "a+") as f:
+    lock = spec.directory / ".ask.lock"
+    database = engine.url.database if engine is not None and engine.dialect.name == "sqlite" else None
+    if database and database != ":memory:":
+        db = Path(database).resolve()
+        lock = db.with_name(f".{db.name}.ask.lock")
+    with open(lock, "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

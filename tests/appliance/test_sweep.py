@@ -138,7 +138,7 @@ def test_a_hopeless_trial_is_pruned_and_says_so(tmp_path, monkeypatch) -> None:
 
 def digest(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".ask.lock"}
+            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.endswith(".ask.lock")}
 
 
 @pytest.fixture()
@@ -269,3 +269,29 @@ def test_return_per_second_is_two_objectives_without_pruning(tmp_path, monkeypat
     for t in trials:
         assert t.state.name == "COMPLETE" and len(t.values) == 2
         assert t.values == [pytest.approx(t.user_attrs["mean_return"]), pytest.approx(t.user_attrs["wall_seconds"])]
+
+
+def test_sweeps_from_two_run_dirs_on_one_sqlite_file_take_turns_to_ask(tmp_path) -> None:
+    """The ask lock follows the database, not the run dir: else both count 'one left' and each asks."""
+    import threading
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    specs = [sweep.Spec(name="one", env="cartpole", params=[], trials=2, steps=1024, objective="return",
+                        pruner="none", overrides=[], storage=url, directory=tmp_path / d) for d in ("a", "b")]
+    for spec in specs:
+        spec.directory.mkdir()
+    storage = sweep.open_storage(url)
+    sweep.create_study(specs[0], storage)
+    held = sweep.load_study(specs[0], storage)._storage
+    other_asked = threading.Event()
+
+    def other() -> None:
+        with sweep._ask_lock(specs[1], held):
+            other_asked.set()
+
+    with sweep._ask_lock(specs[0], held):
+        thread = threading.Thread(target=other, daemon=True)
+        thread.start()
+        assert not other_asked.wait(0.5), "the other run dir's sweep asked while this one counted"
+    assert other_asked.wait(30), "the other sweep never got the lock"
+    thread.join(30)
