@@ -75,6 +75,12 @@ def derived_config(env: str) -> dict[str, Any]:
 # 0.1 mean return 6.32 (last 100 episodes), 0.0203 reward/step (last 10 rollouts); 1.0 5.28 and
 # 0.0371; random 6.12 and 0.0240. The two measures disagree (scores are heavy-tailed): undecided at
 # this budget, 0.1 kept.
+# All three keep pool.order "turn" (runs repeat exactly). Order "ready" pays in the pool alone
+# (`appliance bench emulation --env ENV`: 1.05x nethack/score, 1.27x minihack/room-5x5, 1.40x crafter)
+# but not in training, where the learner sets the pace: `appliance bench train --env ENV
+# --split-seconds 0 --runs 0 --no-sb3 --no-metrics --candidate turn: --candidate
+# ready:pool.order=ready --candidate-seconds 60` (2 cores; docs/bench/train-emulated-order.json),
+# turn / ready steps/s: minihack 1,053 / 992, nethack 1,940 / 1,903, crafter 344 / 352.
 GAMES: dict[str, dict[str, Any]] = {
     # NLE's baseline shape (learner/nethack_encoder.py): glyph window around the hero + blstats MLP +
     # message encoder; only the three keys it reads are asked of NLE (3,792-byte rows, not 17,232).

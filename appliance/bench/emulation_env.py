@@ -96,10 +96,10 @@ def sized_per_actor(env: str, per_actor: int, seconds: float, **params: Any) -> 
     """``per_actor`` or fewer: the largest of ``per_actor``, /2, /4 (even, >= MIN_PER_ACTOR) whose
     one-actor vector steps within SIZING_SLACK of the fastest of them; with each one's rate.
 
-    Some envs step slower the more instances one process holds: NLE loads a private copy of
-    its 3 MB library for each instance, and two dozen no longer fit one core's caches
-    (nethack/score: about 10k steps/s with 4 per process, 5k with 24). Each count is timed
-    twice, interleaved, for ``seconds`` each; the best of the two counts.
+    Some envs step slower the more instances one process holds: each NLE step works in its
+    own instance's state, and stepping the next instance finds little of it still in the core's
+    caches (nethack/score, one core: 27.6k steps/s with 1 per process, 23.3k with 4, 19.3k with
+    14). Each count is timed twice, interleaved, for ``seconds`` each; the best of the two counts.
     """
     import envs
 
