@@ -250,7 +250,12 @@ def _puffer(creator: Callable[[], Any], n: int, cores: int, seconds: float, runs
     try:
         return timed_rates(one, seconds, runs, tick)
     finally:
-        vec.close()
+        vec.close()  # terminates its workers without waiting for them: reap them, so none is left a zombie
+        for proc in getattr(vec, "processes", []):
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
 
 
 def run(env: str, seconds: float, runs: int, json_path: str | None, console: Console, num_envs: int = 0,

@@ -27,17 +27,14 @@ def test_records_without_a_cpu_render_as_before(tmp_path) -> None:
 
 
 def test_records_written_beside_busy_cores_say_so(tmp_path) -> None:
-    import psutil
+    from proc_util import spinners
 
     from appliance.bench.common import busy_cores
 
-    def spinners() -> int:
-        return len([p for p in psutil.Process().children() if "os.getppid()" in " ".join(p.cmdline())])
-
     with busy_cores(1):
-        assert spinners() == 1
+        assert len(spinners()) == 1
         write_json(str(tmp_path / "loaded.json"), [record("actors", "pool", [1.0])])
-    assert spinners() == 0
+    assert not spinners()
     write_json(str(tmp_path / "quiet.json"), [record("actors", "pool", [1.0])])
     assert json.loads((tmp_path / "loaded.json").read_text())[0]["load"] == "1 core busy"
     assert "load" not in json.loads((tmp_path / "quiet.json").read_text())[0]

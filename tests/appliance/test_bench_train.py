@@ -78,7 +78,7 @@ def test_bench_train_rejects_a_malformed_candidate(capsys) -> None:
 def test_bench_train_under_load_says_so_and_leaves_no_spinner(tmp_path) -> None:
     import os
 
-    import psutil
+    from proc_util import spinners
 
     out = tmp_path / "loaded.json"
     assert main(["bench", "train", "--env", "cartpole", "--runs", "0", "--split-seconds", "0.5",
@@ -86,6 +86,6 @@ def test_bench_train_under_load_says_so_and_leaves_no_spinner(tmp_path) -> None:
     records = json.loads(out.read_text())
     assert {r["name"] for r in records} == {"pool-only", "rollout-no-update", "training"}
     assert all(r["load"] == "1 core busy" for r in records)
-    assert not [p for p in psutil.Process().children(recursive=True) if "os.getppid()" in " ".join(p.cmdline())]
+    assert not spinners(recursive=True)
     cores = len(os.sched_getaffinity(0))
     assert main(["bench", "train", "--env", "cartpole", "--busy-cores", str(cores), "--split-seconds", "0.5"]) == 2
