@@ -76,7 +76,7 @@ def derived_config(env: str) -> dict[str, Any]:
 # 0.0371; random 6.12 and 0.0240. The two measures disagree (scores are heavy-tailed): undecided at
 # this budget, 0.1 kept.
 # All three keep pool.order "turn" (runs repeat exactly). Order "ready" pays in the pool alone
-# (`appliance bench emulation --env ENV`: 1.05x nethack/score, 1.27x minihack/room-5x5, 1.40x crafter)
+# (`appliance bench emulation --env ENV`: 1.05x nethack/score, 1.29x minihack/room-5x5, 1.40x crafter)
 # but not in training, where the learner sets the pace: `appliance bench train --env ENV
 # --split-seconds 0 --runs 0 --no-sb3 --no-metrics --candidate turn: --candidate
 # ready:pool.order=ready --candidate-seconds 60` (2 cores; docs/bench/train-emulated-order.json),
