@@ -104,11 +104,11 @@ class Namespace:
         _ip("link", "del", self.outer, check=False)
 
     def close(self) -> None:
-        """Stops what runs inside (SIGTERM, then SIGKILL after 5 s), removes the link and the namespace."""
+        """Stops what runs inside (SIGTERM, then SIGKILL after 15 s), removes the link and the namespace."""
         for proc in self.procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + 15.0  # a host stopping its actors on a loaded box took over 5 s once
         for proc in self.procs:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
