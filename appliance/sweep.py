@@ -276,6 +276,11 @@ def counts(study: Any) -> dict[str, int]:
     return out
 
 
+def ask_lock_key(name: str) -> int:
+    """The PostgreSQL advisory lock key the workers of sweep ``name`` count and ask under."""
+    return zlib.crc32(f"appliance-sweep:{name}".encode())
+
+
 @contextlib.contextmanager
 def _ask_lock(spec: Spec, storage: Any) -> Iterator[None]:
     """Workers count and ask one at a time, so a sweep never starts more than --trials trials.
@@ -289,7 +294,7 @@ def _ask_lock(spec: Spec, storage: Any) -> Iterator[None]:
     if engine is not None and engine.dialect.name == "postgresql":
         from sqlalchemy import text
 
-        key = zlib.crc32(f"appliance-sweep:{spec.name}".encode())
+        key = ask_lock_key(spec.name)
         with engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
             try:

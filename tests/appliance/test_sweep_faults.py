@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,7 +175,7 @@ def test_asks_on_postgresql_take_the_servers_advisory_lock(tmp_path, postgres) -
     storage = sweep.open_storage(postgres)
     sweep.create_study(spec, storage)
     held = sweep.load_study(spec, storage)._storage  # wrapped in Optuna's cache, as every worker holds it
-    key = zlib.crc32(b"appliance-sweep:locked")
+    key = sweep.ask_lock_key(spec.name)
     other = sqlalchemy.create_engine(sweep.driver_url(postgres))
     try:
         with other.connect() as conn:
