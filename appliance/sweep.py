@@ -24,8 +24,10 @@ import fcntl
 import json
 import math
 import os
+import pickle
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -103,7 +105,25 @@ def open_storage(url: str) -> Any:
 
 @contextlib.contextmanager
 def _schema_lock(url: str, engine_kwargs: dict[str, Any]) -> Iterator[None]:
-    """On PostgreSQL, one process at a time opens the storage: two creating Optuna's tables at once collide."""
+    """One process at a time opens the storage: two creating Optuna's tables at once collide.
+
+    On PostgreSQL under the server's advisory lock; on an SQLite file under a file lock beside it.
+    """
+    if url.startswith("sqlite"):
+        import sqlalchemy
+
+        database = sqlalchemy.engine.make_url(url).database
+        db = Path(database).resolve() if database and database != ":memory:" else None
+        if db is None or not db.parent.is_dir():  # nothing to share, or SQLite's own error follows
+            yield
+            return
+        with open(db.with_name(f".{db.name}.schema.lock"), "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+        return
     if not url.startswith("postgresql"):
         yield
         return
@@ -552,6 +572,20 @@ def worker_main(spec: Spec, index: int) -> None:
 
 # ---- the coordinator -------------------------------------------------------------------------------
 
+# A worker is a fresh interpreter with the caller's sys.path, handed its spec on stdin. Not
+# multiprocessing's spawn, which first re-runs the caller's __main__: a script without a main
+# guard would start the sweep again inside every worker, and each would die before its first trial.
+_WORKER = ("import json, pickle, sys; sys.path[:] = json.loads(sys.argv[1]); "
+           "from appliance.sweep import worker_main; worker_main(*pickle.load(sys.stdin.buffer))")
+
+
+def _start_worker(spec: Spec, index: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-c", _WORKER, json.dumps(sys.path)], stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    with proc.stdin:
+        proc.stdin.write(pickle.dumps((spec, index)))
+    return proc
+
 
 def best(study: Any) -> tuple[int, float] | None:
     """(trial number, mean return) of the best complete trial so far, or None."""
@@ -580,7 +614,6 @@ def _log_finished(study: Any, announced: set[int], console: Any) -> None:
 def run(spec: Spec, console: Any, metrics_port: int = 0, metrics_addr: str = "127.0.0.1",
         progress: bool = True) -> dict[str, Any]:
     """Runs the sweep to ``spec.trials`` finished trials; returns the final counts and best trial."""
-    import multiprocessing as mp
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -597,13 +630,10 @@ def run(spec: Spec, console: Any, metrics_port: int = 0, metrics_addr: str = "12
     study = load_study(spec, storage)
     reclaim(study)  # what a killed earlier start left running here is re-queued before anything new
     spec.cores = split_cores(spec.workers)
-    ctx = mp.get_context("spawn")
-    workers: dict[int, Any] = {}
+    workers: dict[int, subprocess.Popen[bytes]] = {}
 
     def start(index: int) -> None:
-        proc = ctx.Process(target=worker_main, args=(spec, index), name=f"sweep-worker-{index}", daemon=False)
-        proc.start()
-        workers[index] = proc
+        workers[index] = _start_worker(spec, index)
 
     stopping: list[str] = []
 
@@ -611,9 +641,9 @@ def run(spec: Spec, console: Any, metrics_port: int = 0, metrics_addr: str = "12
         if not stopping:
             stopping.append(signal.Signals(signum).name)
             for proc in workers.values():
-                if proc.is_alive() and proc.pid is not None:
+                if proc.poll() is None:
                     with contextlib.suppress(ProcessLookupError):
-                        os.kill(proc.pid, signal.SIGTERM)  # each finishes its update, checkpoints, re-queues
+                        proc.send_signal(signal.SIGTERM)  # each finishes its update, checkpoints, re-queues
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     replaced, failing = 0, None
@@ -632,25 +662,26 @@ def run(spec: Spec, console: Any, metrics_port: int = 0, metrics_addr: str = "12
                     stop_deadline = time.monotonic() + STOP_GRACE_S
                 if stop_deadline is not None and time.monotonic() > stop_deadline:
                     for proc in workers.values():  # a worker that did not stop in time; its trial is re-queued
-                        if proc.is_alive() and proc.pid is not None:
-                            with contextlib.suppress(ProcessLookupError):
-                                os.kill(proc.pid, signal.SIGKILL)
+                        if proc.poll() is None:
+                            proc.kill()
                     for proc in workers.values():
-                        proc.join(10)
+                        with contextlib.suppress(subprocess.TimeoutExpired):
+                            proc.wait(10)
                     workers.clear()
                     reclaim(study)
                     break
                 for index, proc in list(workers.items()):
-                    if proc.is_alive():
+                    if proc.poll() is None:
                         continue
-                    proc.join()
                     del workers[index]
-                    if proc.exitcode == EXIT_FAILING:
+                    if proc.returncode == EXIT_FAILING:
                         failing = f"worker {index}'s trials failed {MAX_CONSECUTIVE_FAILURES} times in a row"
-                    elif proc.exitcode != 0 and not stopping and replaced < 4 * spec.workers:
+                    elif proc.returncode != 0 and not stopping and replaced < 4 * spec.workers:
                         replaced += 1
                         reclaim(study)
                         start(index)  # a dead worker is replaced; its trial was re-queued above
+                    elif proc.returncode != 0 and not stopping:
+                        failing = f"worker {index} kept dying (exit code {proc.returncode}, {replaced} replaced)"
                 if not stopping:
                     reclaim(study)
                 seen = counts(study)

@@ -295,3 +295,33 @@ def test_sweeps_from_two_run_dirs_on_one_sqlite_file_take_turns_to_ask(tmp_path)
         assert not other_asked.wait(0.5), "the other run dir's sweep asked while this one counted"
     assert other_asked.wait(30), "the other sweep never got the lock"
     thread.join(30)
+
+
+def test_a_script_without_a_main_guard_runs_its_sweep_once(tmp_path) -> None:
+    """Workers are fresh interpreters: the caller's __main__ is never run again inside them."""
+    import sys
+
+    space = write_space(tmp_path, '[ppo.lr]\nlog_uniform = [1e-3, 3e-2]\n')
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from appliance.cli import main\n"
+        f"code = main(['sweep', '--env', 'cartpole', '--space', {str(space)!r}, '--trials', '2', '--steps', '2048',\n"
+        "             '--name', 'unguarded', '--set', 'env.num_envs=16'])\n"
+        "print('sweep exit', code)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env=environ(tmp_path / "runs"))
+    assert done.returncode == 0 and done.stdout.count("sweep exit 0") == 1, done.stdout[-2000:] + done.stderr[-3000:]
+    trials = study("unguarded", sqlite_url(tmp_path / "runs", "unguarded")).get_trials()
+    check_nothing_lost_or_repeated(trials, 2)
+
+
+def test_workers_that_keep_dying_end_the_sweep_with_one_sentence(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("APPLIANCE_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(sweep, "_WORKER", "import sys; sys.exit(1)")  # a worker that dies before any trial
+    space = write_space(tmp_path, '[ppo.lr]\nlog_uniform = [1e-3, 3e-2]\n')
+    spec = sweep.prepare("cartpole", str(space), 2, 2048, 1, None, "return", None, "dying", [])
+    from rich.console import Console
+
+    result = sweep.run(spec, Console(file=open("/dev/null", "w")), progress=False)  # noqa: SIM115
+    assert result["replaced_workers"] == 4 and result["failing"] == "worker 0 kept dying (exit code 1, 4 replaced)"
