@@ -77,10 +77,12 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 def study(name: str, storage: str) -> Any:
     import optuna
 
-    from appliance.sweep import driver_url
+    from appliance.sweep import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=name, storage=driver_url(storage))
+    # Opened as every sweep process opens it, under its schema lock: a test polling a sweep that is
+    # still creating Optuna's tables would otherwise create them too ("table studies already exists").
+    return optuna.load_study(study_name=name, storage=open_storage(storage))
 
 
 def sqlite_url(runs: Path, name: str) -> str:
