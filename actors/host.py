@@ -11,6 +11,8 @@ When the learner goes away (killed: its kernel resets the connection; cut off: Z
 heartbeats stop, the connection closes after :data:`actors.remote_wire.HEARTBEAT_TIMEOUT_MS`)
 or drops this host, the host closes its pools (actors stopped, arenas removed) at once
 and tries again with a new hello after a backoff that doubles up to :data:`BACKOFF_MAX_S`.
+Every send is non-blocking: a connection can go between a poll and the next send, before the
+monitor tells, and a DEALER with no peer left would wait in a blocking send forever.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from .remote_wire import log
 WELCOME_S = 5.0  # a learner that has not welcomed a hello by then is tried again later
 BACKOFF_S, BACKOFF_MAX_S = 0.5, 10.0
 POLL_MS = 100
+LOST = "lost the learner (connection closed or heartbeats stopped)"
 _EVENTS = (zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_MONITOR_STOPPED)
 
@@ -74,6 +77,21 @@ class Session:
         self.welcomed = False
         self.steps = 0
 
+    def _send(self, frames: list[Any]) -> None:
+        """Sends without blocking. Its queue has no limit (``SNDHWM`` 0), so the only "would block" is a
+        connection already gone, before the monitor says so: a blocking send would wait there forever."""
+        try:
+            self.socket.send_multipart(frames, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            raise _Ended(LOST, self.welcomed) from None
+
+    def _tell(self, message: bytes) -> None:
+        """A last word to the learner (why this session ends); lost with the connection if that is gone."""
+        try:
+            self.socket.send(message, zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+
     def close(self) -> None:
         """Stops every actor (the pools remove their arenas) and closes the sockets."""
         for pool in self.pools:
@@ -92,7 +110,7 @@ class Session:
         self.socket.connect(self.connect)
         hello = {"name": self.name, "cores": len(self.cores), "env": self.env, "pid": os.getpid(),
                  "version": wire.VERSION}
-        self.socket.send(b"H" + json.dumps(hello).encode())
+        self._send([b"H" + json.dumps(hello).encode()])
         self._welcome(time.monotonic() + WELCOME_S)
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
@@ -108,7 +126,7 @@ class Session:
                     self._ship(j)
             except (RuntimeError, ValueError) as exc:  # an actor died, or the learner broke the protocol
                 sentence = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                self.socket.send(b"E" + sentence.encode())
+                self._tell(b"E" + sentence.encode())
                 raise _Ended(sentence, True) from None
             now = time.monotonic()
             if now >= stats_at:
@@ -125,7 +143,7 @@ class Session:
                 raise _Ended("the handshake with the learner failed (keys, or --insecure on one side only?)",
                              self.welcomed)
             if event in (zmq.EVENT_DISCONNECTED, zmq.EVENT_MONITOR_STOPPED):
-                raise _Ended("lost the learner (connection closed or heartbeats stopped)", self.welcomed)
+                raise _Ended(LOST, self.welcomed)
 
     def _welcome(self, deadline: float) -> None:
         while not self.stop.is_set():
@@ -148,7 +166,7 @@ class Session:
         """Builds one synchronous pool per batch in flight, then tells the learner (``J``)."""
         env, batches, per_batch = share["env"], int(share["batches"]), int(share["envs"])
         if self.env is not None and self.env != env:
-            self.socket.send(b"E" + f"this host serves {self.env}, not {env}".encode())
+            self._tell(b"E" + f"this host serves {self.env}, not {env}".encode())
             raise _Ended(f"the learner trains {env}, this host was started for {self.env}", False)
         self.welcomed = True
         actors = split_actors(per_batch, max(1, self.actors // batches))
@@ -161,10 +179,10 @@ class Session:
                                             cores=cores, **dict(share.get("params", {}))))
         except Exception as exc:
             sentence = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            self.socket.send(b"E" + f"cannot run {env}: {sentence}".encode())
+            self._tell(b"E" + f"cannot run {env}: {sentence}".encode())
             raise _Ended(f"cannot run {env}: {sentence}", True) from None
         self.seq = [0] * batches
-        self.socket.send(b"J")
+        self._send([b"J"])
 
     def _drain(self) -> list[int]:
         """Handles every message queued; returns the batches now stepping (to be shipped)."""
@@ -191,7 +209,7 @@ class Session:
                     pool.async_reset(actor_seed(seed, j))
                 stepping = list(range(len(self.pools)))
             elif op == b"P":
-                sock.send(b"p" + head[1:])
+                self._send([b"p" + head[1:]])
             elif op == b"Q":
                 raise _Ended(f"dropped by the learner: {head[1:].decode(errors='replace')}", True)
             while sock.getsockopt(zmq.RCVMORE):
@@ -207,7 +225,7 @@ class Session:
         frames: list[Any] = [head, obs, rewards, terminals, truncations, masks]
         if len(cut):
             frames += [cut, np.ascontiguousarray(pool.final_observations[cut])]
-        self.socket.send_multipart(frames, copy=False)
+        self._send(frames)
         self.seq[j] += 1
         self.steps += len(rewards)
 
@@ -220,7 +238,7 @@ class Session:
             episodes += count
             for key, mean in stats.items():
                 sums[key] = sums.get(key, 0.0) + mean * count
-        self.socket.send(b"S" + json.dumps({"episodes": episodes, "sums": sums}).encode())
+        self._send([b"S" + json.dumps({"episodes": episodes, "sums": sums}).encode()])
 
 
 def serve(connect: str, *, env: str | None = None, cores: list[int] | None = None, actors: int | None = None,

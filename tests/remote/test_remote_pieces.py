@@ -94,3 +94,49 @@ def test_the_host_table_labels_slots_and_keeps_totals_across_a_rejoin() -> None:
     assert table.free_slot() == 0 and table.stats["h"].lost == 1
     again = table.admit(b"c", "h", "key-a", "10.0.0.1", 0, now=2.0)
     assert again.name == "h" and table.stats["h"].steps == 10  # its label is free again: its totals go on
+
+
+def test_a_host_session_whose_learner_is_gone_ends_instead_of_waiting_forever_on_a_send() -> None:
+    """The learner goes away between the host's poll and its next send (its monitor not read yet): the
+    DEALER then has no peer, and a blocking send would wait there forever (CI saw a host keep its actors
+    30 s and more after the learner was killed). The send ends the session with the reason instead."""
+    import threading
+    import time
+
+    from zmq.utils.monitor import recv_monitor_message
+
+    from actors.host import LOST, Session, _Ended
+
+    context = zmq.Context(1)
+    learner = context.socket(zmq.ROUTER)
+    learner.setsockopt(zmq.LINGER, 0)
+    port = learner.bind_to_random_port("tcp://127.0.0.1")
+    session = Session(f"tcp://127.0.0.1:{port}", None, None, "h", None, [0], 1, threading.Event())
+    session.socket.connect(f"tcp://127.0.0.1:{port}")
+    session._send([b"H{}"])
+    assert learner.poll(5000) and learner.recv_multipart()[1] == b"H{}"
+    learner.close()  # the learner's end of the connection closes, as when it is killed
+    deadline = time.monotonic() + 10.0
+    while not (session.monitor.poll(100) and recv_monitor_message(session.monitor)["event"]
+               == zmq.EVENT_DISCONNECTED):
+        assert time.monotonic() < deadline, "the host never saw the connection go"
+    ended: list[BaseException] = []
+
+    def heartbeat() -> None:
+        # What the host's loop sends every half second. Right after the event ZeroMQ may still queue a
+        # message or two while it tears the connection's pipe down, so it goes on sending, as the host would.
+        try:
+            for _ in range(300):
+                session._stats()
+                time.sleep(0.01)
+        except BaseException as exc:  # noqa: BLE001 (the assertion below says what came)
+            ended.append(exc)
+
+    sender = threading.Thread(target=heartbeat, daemon=True)
+    sender.start()
+    sender.join(10.0)
+    # (Left open if it fails: closing a socket another thread is blocked in would hang the test instead.)
+    assert not sender.is_alive(), "the host's send is still waiting for a learner that is gone"
+    session.close()
+    context.term()
+    assert len(ended) == 1 and isinstance(ended[0], _Ended) and str(ended[0]) == LOST, ended
