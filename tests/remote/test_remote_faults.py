@@ -131,7 +131,10 @@ def test_hosts_stop_their_actors_when_the_learner_is_killed_and_retry(keys, name
         first.wait(10)
         # A deadline, not a timing: the close is prompt alone (ZMTP sees the socket close at once), but under a
         # loaded 2-core CI box the actors' exit took more than 5 s. The figure is printed, as the cut test does.
-        stopped_s = wait_for(lambda: not shm_of(host.pid), 30, "the host stops its actors")
+        try:
+            stopped_s = wait_for(lambda: not shm_of(host.pid), 30, "the host stops its actors")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the host's log:\n{(tmp_path / 'h1.log').read_text()}") from None
         print(f"the host's actors stopped {stopped_s:.1f} s after the learner was killed")
         assert host.poll() is None  # it retries, with backoff
         second = learner()
