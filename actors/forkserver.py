@@ -21,6 +21,7 @@ recycled pid), and ``X<pid:4><exitcode:4>`` once the child exits (exit codes as
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -34,6 +35,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 _HEADER = struct.Struct("<I")
@@ -172,6 +174,28 @@ class ForkServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+@contextlib.contextmanager
+def main_module_hidden() -> Iterator[None]:
+    """For code that must start processes with ``multiprocessing`` (torch's rank spawn, a peer's
+    vector): while they start, the caller's ``__main__`` shows neither ``__file__`` nor ``__spec__``,
+    as under ``python -c``, so ``spawn`` and ``forkserver`` children do not run it again (a script
+    without a main guard would start its own work over in each; ``python - < script`` cannot be
+    re-run at all). Their targets and arguments must then come from importable modules."""
+    main = sys.modules.get("__main__")
+    hidden: dict[str, Any] = {}
+    if main is not None:
+        hidden = {key: main.__dict__[key] for key in ("__file__", "__spec__") if key in main.__dict__}
+        main.__dict__.pop("__file__", None)
+        main.__spec__ = None
+    try:
+        yield
+    finally:
+        if main is not None:
+            if "__spec__" not in hidden:
+                del main.__spec__
+            main.__dict__.update(hidden)
 
 
 _SERVER: ForkServer | None = None

@@ -13,7 +13,6 @@ and close their actors.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -23,13 +22,13 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.multiprocessing as mp
 
+from actors import forkserver
 from learner import checkpoint
 from learner import config as configs
 
@@ -318,28 +317,6 @@ def launch(
         raise
 
 
-@contextlib.contextmanager
-def _main_not_rerun() -> Iterator[None]:
-    """While ranks start: multiprocessing's spawn would first re-run the caller's ``__main__`` in each
-    rank (found by its ``__spec__`` or ``__file__``), so a script without a main guard would start
-    training again inside every rank, and ``python - < script`` cannot be re-run at all. A rank needs
-    nothing of the caller's main module (the config is plain data), so while they start it shows none.
-    """
-    main = sys.modules.get("__main__")
-    hidden: dict[str, Any] = {}
-    if main is not None:
-        hidden = {key: main.__dict__[key] for key in ("__file__", "__spec__") if key in main.__dict__}
-        main.__dict__.pop("__file__", None)
-        main.__spec__ = None  # what ``python -c`` has
-    try:
-        yield
-    finally:
-        if main is not None:
-            if "__spec__" not in hidden:
-                del main.__spec__
-            main.__dict__.update(hidden)
-
-
 def _spawn_ranks(config: dict[str, Any], run_dir: Path, resume: bool, world: int, metrics_port: int,
                  metrics_addr: str) -> dict[str, Any]:
     """Spawns ``world`` local ranks, forwards SIGINT and SIGTERM to them, returns rank 0's summary.
@@ -357,7 +334,7 @@ def _spawn_ranks(config: dict[str, Any], run_dir: Path, resume: bool, world: int
         # across exec) until _rank_main installs its handlers; the window here is short.
         ignored = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            with _main_not_rerun():
+            with forkserver.main_module_hidden():  # a rank needs nothing of it: the config is plain data
                 context = mp.start_processes(
                     _rank_main,
                     args=(world, free_port(), config, run_dir, resume, metrics_port, metrics_addr, notes),

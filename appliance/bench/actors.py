@@ -38,7 +38,7 @@ import psutil
 from rich.console import Console
 
 import envs
-from actors import autotune
+from actors import autotune, forkserver
 
 from .common import async_vector_rates, human, pinned, progress, record, table, timed_rate, timed_rates, write_json
 
@@ -103,7 +103,8 @@ class _RawCores:
             for core in cores:
                 mine, theirs = ctx.Pipe()
                 proc = ctx.Process(target=_raw_core, args=(theirs, env, num_envs, core), daemon=True)
-                proc.start()
+                with forkserver.main_module_hidden():  # a bench from a script without a main guard
+                    proc.start()
                 self.conns.append(mine)
                 self.procs.append(proc)
             for conn in self.conns:

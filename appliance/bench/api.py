@@ -29,7 +29,7 @@ from typing import Any
 
 from rich.console import Console
 
-from actors import ActorPool
+from actors import ActorPool, forkserver
 from actors.worker import ActorConfig
 
 from .common import progress, table, write_json
@@ -37,7 +37,7 @@ from .common import progress, table, write_json
 TIMESTEPS = 16_384
 STARTUP_CODE = """
 import json, time
-from actors import ActorPool
+from actors import ActorPool, forkserver
 from appliance.bench.api import ForkServerReferencePool
 cls = {"ours": ActorPool, "reference": ForkServerReferencePool}[{kind!r}]
 out = []
@@ -116,7 +116,8 @@ def sb3_run(venv_kind: str, seed: int, setting: str = "zoo") -> dict[str, Any]:
     n = hp["n_envs"]
     if venv_kind in ("subproc", "dummy"):
         cls = SubprocVecEnv if venv_kind == "subproc" else DummyVecEnv
-        venv = make_vec_env("CartPole-v1", n_envs=n, seed=seed, vec_env_cls=cls)
+        with forkserver.main_module_hidden():  # SubprocVecEnv's processes, from a script without a main guard
+            venv = make_vec_env("CartPole-v1", n_envs=n, seed=seed, vec_env_cls=cls)
     elif venv_kind.startswith("serial:"):
         venv = SB3VecEnv(SerialPool(venv_kind[len("serial:"):], n, seed=seed))
     else:
