@@ -37,7 +37,7 @@ from .common import progress, table, write_json
 TIMESTEPS = 16_384
 STARTUP_CODE = """
 import json, time
-from actors import ActorPool, forkserver
+from actors import ActorPool
 from appliance.bench.api import ForkServerReferencePool
 cls = {"ours": ActorPool, "reference": ForkServerReferencePool}[{kind!r}]
 out = []
