@@ -3,11 +3,16 @@ host table. (The whole pool, across real namespaces, is in test_remote_training 
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from actors import remote_wire as wire
+from actors.host import LOST, Session, _Ended
 from actors.remote_batch import BatchCodec, Groups, Malformed
 from actors.remote_hosts import HostTable
 
@@ -100,13 +105,6 @@ def test_a_host_session_whose_learner_is_gone_ends_instead_of_waiting_forever_on
     """The learner goes away between the host's poll and its next send (its monitor not read yet): the
     DEALER then has no peer, and a blocking send would wait there forever (CI saw a host keep its actors
     30 s and more after the learner was killed). The send ends the session with the reason instead."""
-    import threading
-    import time
-
-    from zmq.utils.monitor import recv_monitor_message
-
-    from actors.host import LOST, Session, _Ended
-
     context = zmq.Context(1)
     learner = context.socket(zmq.ROUTER)
     learner.setsockopt(zmq.LINGER, 0)
