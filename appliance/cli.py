@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import sys
 from typing import Any
@@ -734,5 +735,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run() -> int:
+    """The `appliance` program (its console script, ``python -m appliance``, torchrun's ``-m appliance``).
+
+    :func:`main`, and then a process that was one rank of a multi-rank run (under torchrun) ends
+    through ``learner.train.exit_process``, not the interpreter's teardown: see there why. A fatal
+    signal (a crash in native code) prints the Python stack that led to it.
+    """
+    faulthandler.enable()
+    code = main()
+    trained = sys.modules.get("learner.train")
+    if trained is not None and trained.made_process_group():
+        trained.exit_process(code)
+    return code
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

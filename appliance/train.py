@@ -13,13 +13,13 @@ and close their actors.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -283,11 +283,19 @@ def _rank_main(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
     )
-    try:  # a KeyboardInterrupt ends the rank quietly (torch's spawn wrapper): the launcher decides
+    faulthandler.enable()  # a rank killed by a fatal signal prints where it was, in the launcher's stderr
+    from learner.train import exit_process
+
+    # Every end but a bug's (torch's spawn wrapper reports that one) skips the interpreter's
+    # teardown, which torch's gloo threads can abort (see exit_process).
+    try:
         _train_rank(config, run_dir, resume, metrics_port, metrics_addr)
     except (ValueError, OSError) as e:  # the sentences appliance.cli prints for one rank
         (notes / f"error-{local_rank}").write_text(str(e) or type(e).__name__)
-        sys.exit(2)
+        exit_process(2)
+    except KeyboardInterrupt:  # ends the rank quietly: the launcher decides
+        exit_process(0)
+    exit_process(0)
 
 
 def launch(

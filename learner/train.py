@@ -18,8 +18,10 @@ resume from it restarts the envs there, so it continues closely, not exactly.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
+import logging
 import math
 import os
 import signal
@@ -30,7 +32,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -46,6 +48,7 @@ from .rollout import Rollout
 from .schema import PPOConfig, TrainConfig
 
 DIST_TIMEOUT = timedelta(seconds=120)
+_made_group = False  # train() made this process's process group (see exit_process)
 
 _LOSS_KEYS = {  # ppo.update's stats -> the metrics sink's loss names
     "pg_loss": "policy_loss",
@@ -55,6 +58,33 @@ _LOSS_KEYS = {  # ppo.update's stats -> the metrics sink's loss names
     "clipfrac": "clip_fraction",
     "explained_variance": "explained_variance",
 }
+
+
+def made_process_group() -> bool:
+    """True once :func:`train` made a torch.distributed process group in this process (a rank of a
+    multi-rank run): such a process should end with :func:`exit_process`."""
+    return _made_group
+
+
+def exit_process(code: int) -> NoReturn:
+    """Ends this process with ``code`` now, after flushing logging and stdio, without the interpreter's teardown.
+
+    For a rank whose run is over (:func:`train` has returned or raised: checkpoint, summary, pool
+    and process group are closed). torch keeps the gloo group's worker threads running after
+    ``destroy_process_group`` once DDP wrapped a model (its reducer keeps the group), and a worker
+    that drops a finished collective's tensors needs the GIL. If it asks for it while the
+    interpreter finalizes, Python ends that thread with ``pthread_exit`` inside C++, and the
+    process aborts ("terminate called without an active exception", SIGABRT) after a run that
+    had saved everything. ``os._exit`` never finalizes, so that cannot happen.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):  # closed or replaced: nothing left to write
+            pass
+    ctypes.CDLL(None).fflush(None)  # C stdio too (a native env's printf)
+    os._exit(code)
 
 
 class StopRequest:
@@ -162,6 +192,7 @@ def train(
     the loop, hence the first env reset, began); True stops the run with outcome
     ``pruned`` and a checkpoint (a sweep's pruner; single-rank runs).
     """
+    global _made_group
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
@@ -171,6 +202,7 @@ def train(
     distributed = world > 1
     if distributed and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=DIST_TIMEOUT)
+        _made_group = True
     if device.type == "cuda":
         torch.cuda.set_device(device)
     else:

@@ -151,7 +151,7 @@ def test_install_lines_name_what_pyproject_has() -> None:
                 assert spec.startswith("."), step
                 assert set(",".join(named).split(",")) - {""} <= extras, step
     assert (ROOT / "pyproject.toml").exists()
-    assert project["scripts"]["appliance"] == "appliance.cli:main"
+    assert project["scripts"]["appliance"] == "appliance.cli:run"
     documented = set(re.findall(r"^\| `([a-z]+)` \|", section("The two commands"), flags=re.M))
     assert documented == extras, f"README's extras table {sorted(documented)} != pyproject's {sorted(extras)}"
 
