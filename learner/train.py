@@ -71,8 +71,9 @@ def exit_process(code: int) -> NoReturn:
 
     For a rank whose run is over (:func:`train` has returned or raised: checkpoint, summary, pool
     and process group are closed). torch keeps the gloo group's worker threads running after
-    ``destroy_process_group`` once DDP wrapped a model (its reducer keeps the group), and a worker
-    that drops a finished collective's tensors needs the GIL. If it asks for it while the
+    ``destroy_process_group`` once a model was wrapped in DDP (the group stays referenced from
+    C++, even after the wrapper and the model are collected), and a worker that drops a finished
+    collective's tensors needs the GIL. If it asks for it while the
     interpreter finalizes, Python ends that thread with ``pthread_exit`` inside C++, and the
     process aborts ("terminate called without an active exception", SIGABRT) after a run that
     had saved everything. ``os._exit`` never finalizes, so that cannot happen.
