@@ -35,6 +35,10 @@ from learner import config as configs
 from . import doctor
 
 RUNS_DIR_ENV = "APPLIANCE_RUNS_DIR"
+# When one spawned rank fails, the others get this long to end on their own before torch's join
+# sends them SIGTERM: a refusal (the same config error in every rank) then reaches each rank's own
+# exit instead of a SIGTERM that rank 0 would answer with "stopping after this update".
+RANK_GRACE_S = 5.0
 
 
 def default_env() -> str:
@@ -363,7 +367,7 @@ def _spawn_ranks(config: dict[str, Any], run_dir: Path, resume: bool, world: int
 
         previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
-            while not context.join(timeout=1.0):
+            while not context.join(timeout=1.0, grace_period=RANK_GRACE_S):
                 pass
         except mp.ProcessExitedException:
             errors = sorted(notes.glob("error-*"), key=lambda p: int(p.name.split("-")[1]))
