@@ -292,14 +292,15 @@ def _rank_main(
 
     # Every end but a bug's (torch's spawn wrapper reports that one) skips the interpreter's
     # teardown, which torch's gloo threads can abort (see exit_process).
+    code = 0
     try:
         _train_rank(config, run_dir, resume, metrics_port, metrics_addr)
     except (ValueError, OSError) as e:  # the sentences appliance.cli prints for one rank
         (notes / f"error-{local_rank}").write_text(str(e) or type(e).__name__)
-        exit_process(2)
+        code = 2
     except KeyboardInterrupt:  # ends the rank quietly: the launcher decides
-        exit_process(0)
-    exit_process(0)
+        pass
+    exit_process(code)
 
 
 def launch(
